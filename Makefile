@@ -1,0 +1,125 @@
+# qkv -- attention from first principles.
+#
+#   make              build/libqkv.a and build/qkv (optimised, -Werror)
+#   make test         every test: optimised build, then again under ASan+UBSan (build-asan/)
+#   make bench        benchmarks against peers (table + JSON)
+#   make serve        build and start the playground on the built-in model
+#   make asan         the sanitizer build only
+#   make clean
+#
+# Kernels for one instruction set live in files named *_avx512.c / *_avx2.c and get that
+# ISA's flags; everything else is built for baseline x86-64 so one binary runs anywhere and
+# picks its SIMD path at run time.
+
+CC      ?= cc
+BUILD   ?= build
+SAN     ?= 0
+PKGS    := libmicrohttpd jansson libutf8proc openblas
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wvla
+CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD)/gen $(WARN) -fopenmp \
+                 -g $(PKG_CFLAGS)
+SANITIZE := -fsanitize=address,undefined
+ifeq ($(SAN),1)
+  OPT := -O1 -fno-omit-frame-pointer $(SANITIZE) -fno-sanitize-recover=all
+  LDFLAGS += $(SANITIZE)
+else
+  OPT := -O3 -fno-math-errno -fno-trapping-math
+endif
+CFLAGS  ?=
+CFLAGS  += $(CFLAGS_COMMON) $(OPT)
+LDLIBS  := $(PKG_LIBS) -lm -lpthread
+LDFLAGS += -fopenmp
+
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx2 -mfma -mf16c
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+
+LIB_SRC  := $(sort $(wildcard src/common/*.c src/engine/*.c src/model/*.c src/tokenizer/*.c \
+                              src/train/*.c src/viz/*.c src/server/*.c))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c bench/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+WEB_FILES := $(sort $(wildcard web/*))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/web_assets.o
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+LIB := $(BUILD)/libqkv.a
+BIN := $(BUILD)/qkv
+
+.PHONY: all test test-release test-asan asan bench serve clean tests
+all: $(LIB) $(BIN) $(TESTS)
+
+$(BUILD)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The playground's files are compiled into the binary (tools/embed.c writes a C array).
+$(BUILD)/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -Wall -Wextra -Werror $< -o $@
+
+$(BUILD)/gen/web_assets.c: $(BUILD)/embed $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	$(BUILD)/embed $@ $(WEB_FILES)
+
+$(BUILD)/obj/gen/web_assets.o: $(BUILD)/gen/web_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+tests: $(TESTS) $(BIN)
+
+# The README's test command. Optimised build first, then the sanitizer build.
+test:
+	bash tools/setup.sh --test
+	$(MAKE) test-release
+	$(MAKE) test-asan
+
+test-release:
+	$(MAKE) BUILD=build SAN=0 tests
+	bash tests/run.sh build
+
+test-asan:
+	$(MAKE) BUILD=build-asan SAN=1 tests
+	bash tests/run.sh build-asan --sanitize
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=1 all
+
+bench:
+	bash tools/setup.sh --bench
+	$(MAKE) $(BIN)
+	$(BIN) bench
+
+# The README's first command: install what is missing, build, start the playground.
+serve:
+	bash tools/setup.sh --build
+	$(MAKE) $(BIN)
+	$(BIN) serve $(SERVE_ARGS)
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

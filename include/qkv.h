@@ -1,0 +1,292 @@
+/*
+ * qkv.h -- the one public header of libqkv: attention from first principles.
+ *
+ * libqkv computes scaled dot-product multi-head attention,
+ *
+ *     O = softmax(Q K^T * scale / temperature + mask) V
+ *
+ * forward and backward, runs GPT-2-family models around it, tokenizes like GPT-2 and
+ * trains small models from scratch. Everything the `qkv` binary does goes through here.
+ *
+ * Conventions
+ *   - Every function that can fail returns qkv_status: QKV_OK (0) on success, an error
+ *     code otherwise. qkv_strerror(code) names the code; qkv_last_error() gives the
+ *     detailed message of the last failure on the calling thread ("model.safetensors:
+ *     tensor h.0.attn.c_attn.weight: shape [768, 2303], expected [768, 2304]").
+ *   - The library never exits and never prints; only the CLI does.
+ *   - Objects are opaque (qkv_model, qkv_tokenizer, qkv_kvcache) with _load/_create and
+ *     _free pairs; every _free accepts NULL.
+ *   - Tensors are float32, row-major. Shape letters: B batch, H heads (Hq query heads,
+ *     Hkv key/value heads), N sequence length (Nq queries, Nk keys), d head dim,
+ *     L layers, C channels (n_embd), V vocabulary size.
+ */
+#ifndef QKV_H
+#define QKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Status codes
+ * ------------------------------------------------------------------------------------- */
+
+/* X(name, value, description): one table makes the enum and qkv_strerror(). */
+#define QKV_STATUS_MAP(X)                                              \
+    X(QKV_OK,              0, "success")                               \
+    X(QKV_EINVAL,          1, "invalid argument")                      \
+    X(QKV_ENOMEM,          2, "out of memory")                         \
+    X(QKV_EIO,             3, "input/output error")                    \
+    X(QKV_EFORMAT,         4, "malformed file or data")                \
+    X(QKV_ESHAPE,          5, "shapes do not agree")                   \
+    X(QKV_EUNSUPPORTED,    6, "unsupported feature")                   \
+    X(QKV_ERANGE,          7, "value out of range")                    \
+    X(QKV_ENOTFOUND,       8, "not found")                             \
+    X(QKV_EUTF8,           9, "invalid UTF-8")                         \
+    X(QKV_ETOOLONG,       10, "input too long")
+
+typedef enum qkv_status {
+#define QKV__ENUM(name, value, text) name = value,
+    QKV_STATUS_MAP(QKV__ENUM)
+#undef QKV__ENUM
+} qkv_status;
+
+/* Short description of a status code ("shapes do not agree"); never NULL. */
+const char *qkv_strerror(qkv_status status);
+
+/* Detailed message of the last failure on this thread; "" if none. Valid until the next
+ * failing call on the same thread. */
+const char *qkv_last_error(void);
+
+/* ---------------------------------------------------------------------------------------
+ * Runtime settings
+ * ------------------------------------------------------------------------------------- */
+
+/* Threads used by compute kernels. 0 = all cores (the default, or $QKV_THREADS). */
+void qkv_set_threads(int n_threads);
+int qkv_get_threads(void);
+
+/* The SIMD path chosen at run time: "avx512", "avx2" or "scalar". $QKV_SIMD overrides the
+ * detection (to test every path on one machine); qkv_set_simd() does the same. */
+const char *qkv_simd_name(void);
+qkv_status qkv_set_simd(const char *name);
+
+/* ---------------------------------------------------------------------------------------
+ * Attention engine
+ *
+ * Shapes (PyTorch's scaled_dot_product_attention layout by default):
+ *   q, out, dq   [B, Hq,  Nq, d]      lse   [B, Hq, Nq]        probs [B, Hq, Nq, Nk]
+ *   k, v, dk, dv [B, Hkv, Nk, d]
+ * Hq must be a multiple of Hkv: query head h reads key/value head h / (Hq / Hkv).
+ *
+ * Strides (in floats) let a caller point into a packed buffer, e.g. a model's [N, 3C]
+ * QKV activations or a KV cache; 0 means "contiguous in the shape above". The row
+ * (token) stride is *_stride_n, the head stride *_stride_h, the batch stride *_stride_b.
+ * out, dq, dk, dv follow the strides of q, k, v respectively.
+ *
+ * Masks: causal aligned bottom-right: query i sees key j iff j <= i + (Nk - Nq), which is
+ * what decoding with a KV cache needs. kv_len (optional, [B]) counts the valid keys of
+ * each sequence (padding): keys j >= kv_len[b] are masked. A row that sees no key has
+ * output 0, probabilities 0 and lse -inf (never NaN).
+ *
+ * logits = q.k * scale / temperature. lse is the natural-log log-sum-exp of each row's
+ * logits over the keys it sees.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct qkv_attn_desc {
+    int batch;          /* B  >= 1 */
+    int n_head_q;       /* Hq >= 1 */
+    int n_head_kv;      /* Hkv >= 1, divides Hq */
+    int n_q;            /* Nq >= 0 */
+    int n_k;            /* Nk >= 0 */
+    int head_dim;       /* d in [1, 256] */
+    float scale;        /* 0 means 1/sqrt(d) */
+    float temperature;  /* 0 means 1; must be > 0 otherwise ("focus dial") */
+    int causal;         /* nonzero: bottom-right aligned causal mask */
+    const int *kv_len;  /* [B] valid key count per sequence, or NULL for all Nk */
+    /* strides in floats; 0 = contiguous */
+    ptrdiff_t q_stride_b, q_stride_h, q_stride_n;
+    ptrdiff_t k_stride_b, k_stride_h, k_stride_n;
+    ptrdiff_t v_stride_b, v_stride_h, v_stride_n;
+} qkv_attn_desc;
+
+/* Fills *desc with defaults for the given shape (scale 1/sqrt(d), temperature 1, no mask,
+ * contiguous strides). */
+void qkv_attn_desc_init(qkv_attn_desc *desc, int batch, int n_head_q, int n_head_kv, int n_q,
+                        int n_k, int head_dim);
+
+/* Checks a descriptor (shapes, divisibility, d <= 256, temperature > 0, kv_len range). */
+qkv_status qkv_attn_validate(const qkv_attn_desc *desc);
+
+/* Forward. out is required; lse and probs are optional (NULL). The fast path streams key
+ * blocks with an online softmax and never builds the Nq x Nk matrix; asking for probs
+ * makes it write that matrix (for viewing). Extra memory is O(N * d) per thread. */
+qkv_status qkv_attention_forward(const qkv_attn_desc *desc, const float *q, const float *k,
+                                 const float *v, float *out, float *lse, float *probs);
+
+/* Backward: given the forward's out and lse and the upstream gradient dout (same layout as
+ * out), writes dq, dk, dv (overwritten, not accumulated). Probabilities are recomputed
+ * from lse (FlashAttention-2). */
+qkv_status qkv_attention_backward(const qkv_attn_desc *desc, const float *q, const float *k,
+                                  const float *v, const float *out, const float *lse,
+                                  const float *dout, float *dq, float *dk, float *dv);
+
+/* The plain reference (double accumulation, materialises the full matrix): the oracle the
+ * tests check every fast path against. Same contract as the functions above. */
+qkv_status qkv_attention_forward_ref(const qkv_attn_desc *desc, const float *q, const float *k,
+                                     const float *v, float *out, float *lse, float *probs);
+qkv_status qkv_attention_backward_ref(const qkv_attn_desc *desc, const float *q, const float *k,
+                                      const float *v, const float *out, const float *lse,
+                                      const float *dout, float *dq, float *dk, float *dv);
+
+/* ---------------------------------------------------------------------------------------
+ * KV cache for decoding: per layer, keys and values [Hkv, max_len, d], grown token by token.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct qkv_kvcache qkv_kvcache;
+
+qkv_status qkv_kvcache_create(int n_layer, int n_head_kv, int head_dim, int max_len,
+                              qkv_kvcache **out);
+void qkv_kvcache_free(qkv_kvcache *cache);
+void qkv_kvcache_reset(qkv_kvcache *cache);
+int qkv_kvcache_len(const qkv_kvcache *cache);
+
+/* Appends n new tokens' keys and values for one layer. k_new and v_new are
+ * [Hkv, n, d] with row stride new_stride_n (0 = d) and head stride new_stride_h
+ * (0 = n * row stride). The length advances once every layer has appended: call
+ * qkv_kvcache_commit(cache, n) after the last layer. */
+qkv_status qkv_kvcache_append(qkv_kvcache *cache, int layer, int n, const float *k_new,
+                              const float *v_new, ptrdiff_t new_stride_h,
+                              ptrdiff_t new_stride_n);
+qkv_status qkv_kvcache_commit(qkv_kvcache *cache, int n);
+
+/* Attention of n_q new queries (already appended to the cache) against the whole cache of
+ * one layer; causal, bottom-right aligned. q and out are [Hq, n_q, d] with strides as in
+ * qkv_attn_desc (0 = contiguous). The n_q == 1 path is bound by memory bandwidth. */
+qkv_status qkv_kvcache_attend(const qkv_kvcache *cache, int layer, int n_head_q, int n_q,
+                              const float *q, ptrdiff_t q_stride_h, ptrdiff_t q_stride_n,
+                              float *out, float scale, float temperature);
+
+/* ---------------------------------------------------------------------------------------
+ * Tokenizer: GPT-2 byte-level BPE (vocab.json + merges.txt), byte for byte.
+ *
+ * Invalid UTF-8 in the input is not an error: each byte of an invalid sequence becomes a
+ * piece of its own and is encoded through the byte-level alphabet, so decode(encode(x))
+ * returns x's bytes exactly. "<|endoftext|>" in text is plain text unless allow_special.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct qkv_tokenizer qkv_tokenizer;
+
+qkv_status qkv_tokenizer_load(const char *vocab_json_path, const char *merges_txt_path,
+                              qkv_tokenizer **out);
+/* Loads DIR/vocab.json and DIR/merges.txt. */
+qkv_status qkv_tokenizer_load_dir(const char *dir, qkv_tokenizer **out);
+void qkv_tokenizer_free(qkv_tokenizer *tok);
+int qkv_tokenizer_vocab_size(const qkv_tokenizer *tok);
+/* Id of "<|endoftext|>", or -1 if the vocabulary has none. */
+int qkv_tokenizer_eot(const qkv_tokenizer *tok);
+
+/* Encodes len bytes of text. *ids is malloc'ed (free() it); *n_ids its length.
+ * Thread-safe on a shared tokenizer. */
+qkv_status qkv_tokenizer_encode(qkv_tokenizer *tok, const char *text, size_t len,
+                                int allow_special, int **ids, size_t *n_ids);
+
+/* The raw bytes of one token (not NUL-terminated; may be partial UTF-8). */
+qkv_status qkv_tokenizer_token_bytes(const qkv_tokenizer *tok, int id, const char **bytes,
+                                     size_t *len);
+
+/* Decodes ids to bytes; *text is malloc'ed and NUL-terminated, *len excludes the NUL. */
+qkv_status qkv_tokenizer_decode(const qkv_tokenizer *tok, const int *ids, size_t n_ids,
+                                char **text, size_t *len);
+
+/* Trains a GPT-2-style byte-level BPE vocabulary of vocab_size tokens (256 bytes + merges +
+ * "<|endoftext|>") on a corpus, with GPT-2's pre-tokenization, and writes
+ * out_dir/vocab.json and out_dir/merges.txt. */
+qkv_status qkv_bpe_train(const char *text, size_t len, int vocab_size, const char *out_dir);
+
+/* ---------------------------------------------------------------------------------------
+ * GPT-2 model
+ *
+ * A model is a folder in the Hugging Face layout: config.json, model.safetensors and,
+ * for text, vocab.json + merges.txt. Tensor names as Hugging Face writes them, with or
+ * without the "transformer." prefix; F32, F16 and BF16.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct qkv_model qkv_model;
+
+typedef struct qkv_model_config {
+    int n_layer;    /* L */
+    int n_head;     /* H */
+    int n_embd;     /* C */
+    int n_ctx;      /* maximum sequence length (n_positions) */
+    int vocab_size; /* V */
+    float layer_norm_eps;
+} qkv_model_config;
+
+/* Loads DIR. The tokenizer is loaded when DIR has vocab.json and merges.txt. */
+qkv_status qkv_model_load(const char *dir, qkv_model **out);
+void qkv_model_free(qkv_model *model);
+const qkv_model_config *qkv_model_get_config(const qkv_model *model);
+/* The model's tokenizer, or NULL if DIR had none. Owned by the model. */
+qkv_tokenizer *qkv_model_tokenizer(const qkv_model *model);
+/* A short name for display (the folder's base name). */
+const char *qkv_model_name(const qkv_model *model);
+/* Number of parameters. */
+size_t qkv_model_n_params(const qkv_model *model);
+
+/* What to record during a forward pass, for viewing. The model allocates every array
+ * asked for (free with qkv_capture_free); arrays not asked for stay NULL.
+ *   probs, scores  [L, H, N, N]  softmax weights; raw logits q.k*scale (before the
+ *                                temperature and the mask, so views can redo both)
+ *   q, k, v, head_out [L, H, N, d]  per-head projections and outputs (weighted blends)
+ *   hidden         [L + 1, N, C]  residual stream entering each block, and after the last
+ */
+typedef struct qkv_capture {
+    int want_probs, want_scores, want_qkv, want_head_out, want_hidden;
+    int n_layer, n_head, n_tokens, head_dim, n_embd; /* filled by the model */
+    float *probs, *scores, *q, *k, *v, *head_out, *hidden;
+} qkv_capture;
+
+void qkv_capture_free(qkv_capture *cap);
+
+/* Options that change the attention of every layer (the playground's dials). */
+typedef struct qkv_forward_opts {
+    float attn_temperature; /* 0 or 1: the model as trained */
+    int no_causal_mask;     /* nonzero: let every token see every token (not how it was trained) */
+} qkv_forward_opts;
+
+/* Full forward pass over n ids (1 <= n <= n_ctx). logits: [n, V] or NULL; last_logits:
+ * [V] (the last position only) or NULL. opts and cap may be NULL. */
+qkv_status qkv_model_forward(qkv_model *model, const int *ids, int n, const qkv_forward_opts *opts,
+                             float *logits, float *last_logits, qkv_capture *cap);
+
+/* Sampling. temperature 0 = greedy; top_k 0 = off; top_p 1 = off. */
+typedef struct qkv_sampler {
+    float temperature;
+    int top_k;
+    float top_p;
+    uint64_t seed;
+} qkv_sampler;
+
+/* Called for each generated token; return nonzero to stop. */
+typedef int (*qkv_token_cb)(void *user, int id);
+
+/* Generates up to max_new tokens after the prompt with a KV cache. Generated ids are
+ * written to out_ids (capacity max_new) and counted in *n_out. Stops at <|endoftext|>
+ * (not emitted) or when the context is full. */
+qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt, int max_new,
+                              const qkv_sampler *sampler, qkv_token_cb cb, void *user,
+                              int *out_ids, int *n_out);
+
+/* The k most likely next tokens from one row of logits, probabilities after a softmax at
+ * temperature 1. ids and probs have room for k. */
+qkv_status qkv_top_k(const float *logits, int vocab_size, int k, int *ids, float *probs);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QKV_H */

@@ -1,0 +1,93 @@
+/*
+ * main.c -- the qkv binary: subcommand dispatch (gguf-tools style).
+ *
+ *   qkv serve | attend | forward | generate | tokenize | attention | vocab | train | grad | bench
+ */
+#include "cli.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"serve", qkv__cmd_serve, "the playground: web page + JSON API (default model: built-in)"},
+    {"attend", qkv__cmd_attend, "draw a sentence's attention (terminal heatmap, JSON, CSV, SVG)"},
+    {"forward", qkv__cmd_forward, "run the model on ids or text; logits and attention as .npy"},
+    {"generate", qkv__cmd_generate, "generate text from a prompt"},
+    {"tokenize", qkv__cmd_tokenize, "GPT-2 BPE: text on stdin -> JSON array of ids"},
+    {"attention", qkv__cmd_attention, "run the attention kernel on .npy arrays (forward/backward)"},
+    {"vocab", qkv__cmd_vocab, "train a byte-level BPE vocabulary on a corpus"},
+    {"train", qkv__cmd_train, "train a GPT-2-style model from scratch"},
+    {"grad", qkv__cmd_grad, "loss and gradient of every weight for an id sequence"},
+    {"bench", qkv__cmd_bench, "benchmarks against peers: attention | model | train | serve"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "qkv: attention from first principles\n\nusage: qkv COMMAND [options]\n\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n`qkv COMMAND --help` for a command's options. Environment: QKV_THREADS, "
+                 "QKV_SIMD=avx512|avx2|scalar, QKV_MODEL.\n");
+}
+
+int qkv__cli_fail(const char *cmd, qkv_status st) {
+    const char *msg = qkv_last_error();
+    fprintf(stderr, "qkv %s: error: %s\n", cmd, (msg && *msg) ? msg : qkv_strerror(st));
+    return 1;
+}
+
+int qkv__cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "qkv %s: error: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return 2;
+}
+
+const char *qkv__cli_default_model(void) {
+    static char path[PATH_MAX];
+    const char *env = getenv("QKV_MODEL");
+    if (env && *env) return env;
+    /* <repo>/build/qkv -> <repo>/models/qkv-brown */
+    char exe[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(path, sizeof path, "%s/../models/qkv-brown", exe);
+            if (access(path, R_OK) == 0) return path;
+            snprintf(path, sizeof path, "%s/../share/qkv/models/qkv-brown", exe);
+            if (access(path, R_OK) == 0) return path;
+        }
+    }
+    snprintf(path, sizeof path, "models/qkv-brown");
+    return path;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "qkv: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,163 @@
+/* util.c -- allocation, files, memory maps, paths, clocks and the thread setting. */
+#include "qkv_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void *qkv__alloc_aligned(size_t n_bytes) {
+    if (n_bytes == 0) n_bytes = 64;
+    size_t rounded;
+    if (!qkv__add_size(n_bytes, 63, &rounded)) return NULL;
+    rounded &= ~(size_t)63;
+    return aligned_alloc(64, rounded);
+}
+
+void qkv__free_aligned(void *p) { free(p); }
+
+int qkv__mul_size(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+int qkv__add_size(size_t a, size_t b, size_t *out) {
+    if (b > SIZE_MAX - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+qkv_status qkv__read_file(const char *path, size_t max_bytes, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return qkv__fail(QKV_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return qkv__fail(QKV_EIO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        fclose(f);
+        return qkv__fail(QKV_ETOOLONG, "%s: %lld bytes, more than the limit of %zu", path,
+                         (long long)st.st_size, max_bytes);
+    }
+    size_t size = (size_t)st.st_size;
+    char *buf = malloc(size + 1);
+    if (!buf) {
+        fclose(f);
+        return qkv__fail(QKV_ENOMEM, "%s: cannot allocate %zu bytes", path, size + 1);
+    }
+    size_t got = fread(buf, 1, size, f);
+    int err = ferror(f);
+    fclose(f);
+    if (got != size || err) {
+        free(buf);
+        return qkv__fail(QKV_EIO, "%s: short read", path);
+    }
+    buf[size] = '\0';
+    *data = buf;
+    *len = size;
+    return QKV_OK;
+}
+
+qkv_status qkv__write_file(const char *path, const void *data, size_t len) {
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) return qkv__fail(QKV_ENOMEM, "out of memory");
+    snprintf(tmp, plen + 16, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        qkv_status st = qkv__fail(QKV_EIO, "%s: %s", tmp, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    size_t put = len ? fwrite(data, 1, len, f) : 0;
+    int bad = (put != len) | (fflush(f) != 0) | (fclose(f) != 0);
+    if (bad || rename(tmp, path) != 0) {
+        qkv_status st = qkv__fail(QKV_EIO, "%s: cannot write: %s", path, strerror(errno));
+        remove(tmp);
+        free(tmp);
+        return st;
+    }
+    free(tmp);
+    return QKV_OK;
+}
+
+qkv_status qkv__mmap_open(const char *path, qkv__mmap *m) {
+    m->data = NULL;
+    m->size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return qkv__fail(QKV_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return qkv__fail(QKV_EIO, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return qkv__fail(QKV_EFORMAT, "%s: empty file", path);
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return qkv__fail(QKV_EIO, "%s: mmap: %s", path, strerror(errno));
+    m->data = p;
+    m->size = (size_t)st.st_size;
+    return QKV_OK;
+}
+
+void qkv__mmap_close(qkv__mmap *m) {
+    if (m && m->data) munmap((void *)m->data, m->size);
+    if (m) {
+        m->data = NULL;
+        m->size = 0;
+    }
+}
+
+char *qkv__path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t at = a;
+    if (a > 0 && dir[a - 1] != '/') p[at++] = '/';
+    memcpy(p + at, name, b + 1);
+    return p;
+}
+
+double qkv__now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int threads_setting; /* 0 = not set */
+
+void qkv_set_threads(int n_threads) { threads_setting = n_threads > 0 ? n_threads : 0; }
+
+int qkv_get_threads(void) { return qkv__threads(); }
+
+int qkv__threads(void) {
+    if (threads_setting > 0) return threads_setting;
+    const char *env = getenv("QKV_THREADS");
+    if (env) {
+        int n = atoi(env);
+        if (n > 0 && n <= 1024) return n;
+    }
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+#endif
+}

@@ -1,0 +1,82 @@
+/*
+ * qkv_internal.h -- private declarations shared by every part of libqkv.
+ * Internal symbols carry the qkv__ prefix (two underscores); nothing here is API.
+ */
+#ifndef QKV_INTERNAL_H
+#define QKV_INTERNAL_H
+
+#include "qkv.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define QKV__PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
+#define QKV__LIKELY(x) __builtin_expect(!!(x), 1)
+#define QKV__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define QKV__PRINTF(fmt_idx, arg_idx)
+#define QKV__LIKELY(x) (x)
+#define QKV__UNLIKELY(x) (x)
+#endif
+
+/* Records a detailed message for qkv_last_error() and returns status, so that failure
+ * paths read: return qkv__fail(QKV_ESHAPE, "q has %d heads, k has %d", a, b); */
+qkv_status qkv__fail(qkv_status status, const char *fmt, ...) QKV__PRINTF(2, 3);
+void qkv__clear_error(void);
+
+/* Bugs only (never bad input): prints file:line and aborts. */
+#define QKV_ASSERT(x)                                                   \
+    do {                                                                \
+        if (QKV__UNLIKELY(!(x))) qkv__assert_fail(#x, __FILE__, __LINE__); \
+    } while (0)
+void qkv__assert_fail(const char *expr, const char *file, int line);
+
+/* 64-byte aligned allocation (cache line, AVX-512 vector); free with qkv__free_aligned.
+ * Returns NULL on overflow or exhaustion. */
+void *qkv__alloc_aligned(size_t n_bytes);
+void qkv__free_aligned(void *p);
+
+/* Overflow-checked size arithmetic: returns 0 and leaves *out alone on overflow. */
+int qkv__mul_size(size_t a, size_t b, size_t *out);
+int qkv__add_size(size_t a, size_t b, size_t *out);
+
+/* Reads a whole file (at most max_bytes) into a malloc'ed, NUL-terminated buffer. */
+qkv_status qkv__read_file(const char *path, size_t max_bytes, char **data, size_t *len);
+/* Writes a whole file atomically (temp file + rename). */
+qkv_status qkv__write_file(const char *path, const void *data, size_t len);
+
+/* Read-only memory map of a whole file. */
+typedef struct qkv__mmap {
+    const uint8_t *data;
+    size_t size;
+} qkv__mmap;
+qkv_status qkv__mmap_open(const char *path, qkv__mmap *m);
+void qkv__mmap_close(qkv__mmap *m);
+
+/* Path join into a malloc'ed string ("dir/name"). NULL on exhaustion. */
+char *qkv__path_join(const char *dir, const char *name);
+
+/* Monotonic seconds. */
+double qkv__now(void);
+
+/* Thread count resolved (qkv_set_threads, $QKV_THREADS, else all cores). */
+int qkv__threads(void);
+
+/* ---- .npy (NumPy) float32 arrays: the CLI's exchange format ---------------------------- */
+
+#define QKV__NPY_MAX_DIMS 8
+typedef struct qkv__npy {
+    int ndim;
+    int64_t shape[QKV__NPY_MAX_DIMS];
+    size_t count; /* product of shape */
+    float *data;  /* malloc'ed, little-endian float32, C order */
+} qkv__npy;
+
+/* Loads a float32 (<f4), C-ordered .npy file; anything else is refused with a message. */
+qkv_status qkv__npy_load(const char *path, qkv__npy *arr);
+qkv_status qkv__npy_save(const char *path, const float *data, int ndim, const int64_t *shape);
+void qkv__npy_free(qkv__npy *arr);
+
+#endif /* QKV_INTERNAL_H */

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# tools/setup.sh [--build | --test | --bench]
+#
+# Installs what qkv needs on Debian 12, only what is missing (a no-op when all is there):
+#   --build  compiler and libraries (libmicrohttpd, jansson, utf8proc, OpenBLAS)
+#   --test   + PyTorch and NumPy for /usr/bin/python3, Node.js, Chromium, and the npm
+#            packages the tests use (playwright-core, gpt-3-encoder) in tests/node_modules
+#   --bench  + what the benchmarks' peers need (same as --test, plus wrk)
+set -eu
+mode=${1:---build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+build_pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libutf8proc-dev libopenblas-dev"
+test_pkgs="python3 python3-numpy python3-torch nodejs npm chromium"
+bench_pkgs="wrk"
+
+want=$build_pkgs
+case "$mode" in
+    --build) ;;
+    --test) want="$want $test_pkgs" ;;
+    --bench) want="$want $test_pkgs $bench_pkgs" ;;
+    *) echo "usage: tools/setup.sh [--build|--test|--bench]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+    # nodejs/npm may come from elsewhere (a newer Node on PATH is fine)
+    case $p in nodejs|npm) command -v "${p%js}" >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && continue ;; esac
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "qkv setup: installing Debian packages:$missing"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+if [ "$mode" != "--build" ]; then
+    if [ ! -d "$root/tests/node_modules/playwright-core" ] || [ ! -d "$root/tests/node_modules/gpt-3-encoder" ]; then
+        echo "qkv setup: installing npm packages for the tests (tests/node_modules)"
+        (cd "$root/tests" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+fi
