@@ -47,6 +47,15 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/web_assets.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
+# `make V=1` prints full command lines.
+ifeq ($(V),1)
+  Q :=
+  say = @true
+else
+  Q := @
+  say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
 LIB := $(BUILD)/libqkv.a
 BIN := $(BUILD)/qkv
 
@@ -55,15 +64,18 @@ all: $(LIB) $(BIN) $(TESTS)
 
 $(BUILD)/obj/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC512,$<)
+	$(Q)$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC256,$<)
+	$(Q)$(CC) $(CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # The playground's files are compiled into the binary (tools/embed.c writes a C array).
 $(BUILD)/embed: tools/embed.c
@@ -80,22 +92,27 @@ $(BUILD)/obj/gen/web_assets.o: $(BUILD)/gen/web_assets.c
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 
 $(BIN): $(CLI_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+	$(call say,TEST,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
 tests: $(TESTS) $(BIN)
 
 # The README's test command. Optimised build first, then the sanitizer build.
 test:
 	bash tools/setup.sh --test
-	$(MAKE) test-release
-	$(MAKE) test-asan
+	@rc=0; $(MAKE) test-release || rc=1; $(MAKE) test-asan || rc=1; \
+	 cat build/test-totals build-asan/test-totals 2>/dev/null | \
+	 awk '{p+=$$1; f+=$$2; s+=$$3} END {printf "both builds (optimised, ASan+UBSan):\n"; printf "total: %d passed, %d failed, %d skipped\n", p, f, s}'; \
+	 exit $$rc
 
 test-release:
 	$(MAKE) BUILD=build SAN=0 tests
@@ -123,3 +140,11 @@ clean:
 	rm -rf build build-asan
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# Fuzzing (tests/fuzz/Makefile: clang + libFuzzer, ASan+UBSan, into build-fuzz/).
+# `make fuzz` builds the targets; `make fuzz-run FUZZ_SECONDS=60` runs each for that long.
+.PHONY: fuzz fuzz-run
+fuzz:
+	$(MAKE) -f tests/fuzz/Makefile
+fuzz-run:
+	$(MAKE) -f tests/fuzz/Makefile run

@@ -176,6 +176,8 @@ qkv_status qkv_kvcache_attend(const qkv_kvcache *cache, int layer, int n_head_q,
  * Invalid UTF-8 in the input is not an error: each byte of an invalid sequence becomes a
  * piece of its own and is encoded through the byte-level alphabet, so decode(encode(x))
  * returns x's bytes exactly. "<|endoftext|>" in text is plain text unless allow_special.
+ * (The valid stretches between invalid bytes are pre-tokenized as separate texts. \s is
+ * Unicode White_Space, as in Python's `regex` module and tiktoken. docs/TOKENIZER.md.)
  * ------------------------------------------------------------------------------------- */
 
 typedef struct qkv_tokenizer qkv_tokenizer;
@@ -204,7 +206,10 @@ qkv_status qkv_tokenizer_decode(const qkv_tokenizer *tok, const int *ids, size_t
 
 /* Trains a GPT-2-style byte-level BPE vocabulary of vocab_size tokens (256 bytes + merges +
  * "<|endoftext|>") on a corpus, with GPT-2's pre-tokenization, and writes
- * out_dir/vocab.json and out_dir/merges.txt. */
+ * out_dir/vocab.json and out_dir/merges.txt (out_dir is created if missing; its parent must
+ * exist). Deterministic: the most frequent pair wins, ties go to the smaller (left id,
+ * right id). Errors: QKV_EINVAL for an empty corpus, QKV_ERANGE for vocab_size < 257 or
+ * more than the corpus supports (the message says how many it does), QKV_EIO. */
 qkv_status qkv_bpe_train(const char *text, size_t len, int vocab_size, const char *out_dir);
 
 /* ---------------------------------------------------------------------------------------
@@ -258,8 +263,12 @@ typedef struct qkv_forward_opts {
     int no_causal_mask;     /* nonzero: let every token see every token (not how it was trained) */
 } qkv_forward_opts;
 
-/* Full forward pass over n ids (1 <= n <= n_ctx). logits: [n, V] or NULL; last_logits:
- * [V] (the last position only) or NULL. opts and cap may be NULL. */
+/* Full forward pass over n ids (1 <= n <= n_ctx; else QKV_EINVAL / QKV_ETOOLONG; ids
+ * outside [0, V) give QKV_ERANGE). logits: [n, V] or NULL; last_logits: [V] (the last
+ * position only) or NULL. opts and cap may be NULL.
+ * Re-entrant: all scratch is allocated per call and the model is only read, so several
+ * threads may call qkv_model_forward / qkv_model_generate on one shared model at once
+ * (each with its own cap). Not while another thread calls qkv_model_use_bf16 or _free. */
 qkv_status qkv_model_forward(qkv_model *model, const int *ids, int n, const qkv_forward_opts *opts,
                              float *logits, float *last_logits, qkv_capture *cap);
 
@@ -276,14 +285,205 @@ typedef int (*qkv_token_cb)(void *user, int id);
 
 /* Generates up to max_new tokens after the prompt with a KV cache. Generated ids are
  * written to out_ids (capacity max_new) and counted in *n_out. Stops at <|endoftext|>
- * (not emitted) or when the context is full. */
+ * (not emitted; only when the model has a tokenizer) or when the context is full (the
+ * last token comes from the logits at position n_ctx - 1). Deterministic for a given
+ * sampler (seed included) and independent of the thread count: the kernels use
+ * qkv_get_threads() threads, or one when a few timed steps show one is faster (cores busy
+ * with other work). */
 qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt, int max_new,
                               const qkv_sampler *sampler, qkv_token_cb cb, void *user,
                               int *out_ids, int *n_out);
 
+/* Makes generation (the one-token steps of qkv_model_generate; not the prompt, not
+ * qkv_model_forward) read BF16 copies of the weight matrices (about 250 MB more for GPT-2
+ * small): half the bytes per token, about twice the speed, weights rounded to 8 bits of
+ * mantissa (arithmetic stays float32). on = 0 frees the copies. Call before sharing the
+ * model between threads. */
+qkv_status qkv_model_use_bf16(qkv_model *model, int on);
+
 /* The k most likely next tokens from one row of logits, probabilities after a softmax at
  * temperature 1. ids and probs have room for k. */
 qkv_status qkv_top_k(const float *logits, int vocab_size, int k, int *ids, float *probs);
+
+/* ---------------------------------------------------------------------------------------
+ * Attention views: one sentence's attention maps rendered as a terminal heatmap (ANSI),
+ * JSON, CSV, SVG or PNG. Shared by `qkv attend` and the server's exports; docs/VIEWS.md
+ * shows each. Token bytes are untrusted: every format renders them safely (control bytes,
+ * invalid or partial UTF-8 shown as \xNN, text escaped for JSON/CSV/XML/the terminal).
+ * Every renderer writes a malloc'ed buffer (free() it): NUL-terminated text, or PNG bytes.
+ * ------------------------------------------------------------------------------------- */
+
+#define QKV_VIZ_ALL (-1) /* view.layer / view.head: every layer / every head */
+#define QKV_VIZ_AVG (-2) /* view.head: the mean over the layer's heads */
+
+/* What to draw. Nothing is copied; the arrays must outlive the call. */
+typedef struct qkv_viz_data {
+    int n_tokens;                   /* N >= 1 */
+    const char *const *token_bytes; /* [N] raw bytes of each token (any bytes at all) */
+    const size_t *token_len;        /* [N] their lengths */
+    const int *ids;                 /* [N] token ids, or NULL */
+    int n_layer, n_head;            /* L, H >= 1 */
+    const float *attn;              /* [L, H, N, N] probabilities; row = query, column = key */
+    const char *model_name;         /* for titles; NULL = "model" */
+    float temperature;              /* shown in titles and JSON; 0 = 1 */
+    int causal;                     /* nonzero: key j > query i is masked (drawn as masked) */
+    /* Optional next-token predictions after the last token (n_top = 0: none). */
+    int n_top;
+    const int *top_ids;              /* [n_top] */
+    const float *top_probs;          /* [n_top] */
+    const char *const *top_bytes;    /* [n_top] token bytes */
+    const size_t *top_len;           /* [n_top] */
+} qkv_viz_data;
+
+typedef enum qkv_viz_color {
+    QKV_VIZ_COLOR_NONE = 0, /* plain text: numbers and shade characters */
+    QKV_VIZ_COLOR_256 = 1,  /* xterm 256-colour palette */
+    QKV_VIZ_COLOR_TRUE = 2  /* 24-bit colour */
+} qkv_viz_color;
+
+/* Which part to draw, and how. */
+typedef struct qkv_viz_view {
+    int layer;           /* 0..L-1, or QKV_VIZ_ALL (every layer) */
+    int head;            /* 0..H-1, QKV_VIZ_ALL (every head: small multiples), QKV_VIZ_AVG */
+    int query;           /* -1: whole matrices; 0..N-1: that query's row (ANSI: bars with
+                            numbers; SVG/PNG: the row outlined; JSON: "query" field) */
+    int width;           /* ANSI: terminal columns (<= 0: 80); long labels are truncated */
+    qkv_viz_color color; /* ANSI colour mode */
+    float vmax;          /* top of the colour scale: 0 = 1.0; < 0 = the largest weight shown */
+    const int *heads;    /* optional: draw these heads side by side (QKV_VIZ_AVG allowed, e.g.
+                            {0, 1, 2, QKV_VIZ_AVG}: the lessons' three heads + their mean);
+                            overrides head when n_heads > 0 */
+    int n_heads;         /* 0..1024 */
+    int drop_first;      /* nonzero: leave key 0 out (where many heads park weight they do not
+                            need: the "attention sink") and renormalise each row over the other
+                            keys it sees; JSON/CSV then carry those numbers */
+} qkv_viz_view;
+
+/* Defaults: layer 0, every head, no query, 80 columns, 24-bit colour, scale 0..1. */
+void qkv_viz_view_init(qkv_viz_view *view);
+
+/* Checks data (non-NULL arrays, N, L, H >= 1) and the view against it (layer/head/query in
+ * range). QKV_EINVAL / QKV_ERANGE with a message naming the value and its range. */
+qkv_status qkv_viz_validate(const qkv_viz_data *data, const qkv_viz_view *view);
+
+/* JSON object: model, n_layer, n_head, n_tokens, temperature, causal, tokens (UTF-8 text,
+ * invalid bytes as U+FFFD), labels (display form), token_bytes (arrays of byte values), ids,
+ * layers, heads (indices, or ["avg"]), attention [layers][heads][N][N] (float32 printed
+ * with 9 significant digits: exact), optional query and top. */
+qkv_status qkv_viz_json(const qkv_viz_data *data, const qkv_viz_view *view, char **out,
+                        size_t *len);
+/* CSV, long format, RFC 4180 quoting, one row per (layer, head, query, key):
+ * layer,head,query_index,query_token,key_index,key_token,weight */
+qkv_status qkv_viz_csv(const qkv_viz_data *data, const qkv_viz_view *view, char **out,
+                       size_t *len);
+/* A standalone SVG: heatmap with token labels on both axes, labelled colour scale, title;
+ * small multiples when view->head or view->layer is QKV_VIZ_ALL. Cells carry <title>
+ * tooltips with the exact weight. */
+qkv_status qkv_viz_svg(const qkv_viz_data *data, const qkv_viz_view *view, char **out,
+                       size_t *len);
+/* Terminal heatmap (or, with view->query >= 0, bars with numbers) fitted to view->width. */
+qkv_status qkv_viz_ansi(const qkv_viz_data *data, const qkv_viz_view *view, char **out,
+                        size_t *len);
+/* PNG image of the same layout as the SVG (ASCII labels drawn with a built-in bitmap font;
+ * other characters as '?'). *out is binary, *len its size. */
+qkv_status qkv_viz_png(const qkv_viz_data *data, const qkv_viz_view *view, char **out,
+                       size_t *len);
+
+/* Token label helpers. Flags: */
+#define QKV_VIZ_LABEL_SPACES 1 /* ' ' shown as U+00B7 '·' */
+#define QKV_VIZ_LABEL_BREAKS 2 /* '\n' as '↵', '\t' as '⇥', '\r' as '␍' */
+#define QKV_VIZ_LABEL_LOSSY 4  /* invalid UTF-8 as U+FFFD and control characters kept (for a
+                                  caller that escapes them, e.g. JSON); default: \xNN */
+/* A display label for a token's bytes: always valid UTF-8, NUL-terminated, malloc'ed.
+ * Without LOSSY it holds no control character (C0, DEL, C1), no bidi override, no U+2028/9:
+ * those and invalid or partial UTF-8 bytes appear as \xNN / \uNNNN. */
+qkv_status qkv_viz_label(const char *bytes, size_t len, int flags, char **out);
+
+/* The colour scale (viridis; colour-blind safe): t in [0, 1] (clamped, NaN = 0) -> sRGB. */
+void qkv_viz_colormap(float t, uint8_t rgb[3]);
+
+/* ---------------------------------------------------------------------------------------
+ * Training: GPT-2 from scratch (llm.c style: forward with saved activations, backward
+ * through every layer, attention through qkv_attention_backward, AdamW).
+ * ------------------------------------------------------------------------------------- */
+
+/* Mean next-token cross-entropy of ids[1:] given ids[:-1] (2 <= n <= n_ctx + 1, ids in
+ * [0, V)) in *loss, and its gradient with respect to every weight in grads: NULL or
+ * qkv_model_n_params() floats, overwritten. The model must have a tied output projection. */
+qkv_status qkv_model_grad(qkv_model *model, const int *ids, int n, float *loss, float *grads);
+
+/* Writes grads (from qkv_model_grad) as an F32 safetensors file, each tensor under its
+ * weight's Hugging Face name ("transformer.h.0.attn.c_attn.weight", shape as the weight). */
+qkv_status qkv_model_grad_save(const qkv_model *model, const float *grads, const char *path);
+
+/* What qkv_train reports to its callback. */
+typedef enum qkv_train_event {
+    QKV_TRAIN_INFO = 0, /* message: setup (vocabulary, tokens, model size) */
+    QKV_TRAIN_STEP,     /* an optimizer step finished: step, loss, lr, grad_norm, speed */
+    QKV_TRAIN_EVAL,     /* validation loss at step (val_loss) */
+    QKV_TRAIN_SAVE,     /* checkpoint written (message: the folder) */
+    QKV_TRAIN_DONE      /* final evaluation on the whole validation split: val_loss, bpb */
+} qkv_train_event;
+
+typedef struct qkv_train_progress {
+    qkv_train_event event;
+    int step, steps;          /* steps done, steps planned */
+    float loss, val_loss;     /* val_loss NaN when not measured */
+    float lr, grad_norm;
+    double bits_per_byte;     /* DONE only (NaN without a tokenizer) */
+    double tokens_per_s, elapsed_s, remaining_s;
+    const char *message;      /* INFO/SAVE/DONE text, else NULL */
+} qkv_train_progress;
+
+/* Called for every event; return nonzero to stop (the run then saves and returns QKV_OK). */
+typedef int (*qkv_train_cb)(void *user, const qkv_train_progress *p);
+
+typedef struct qkv_train_opts {
+    /* data */
+    const char *data;       /* UTF-8 corpus, or a token file qkv wrote (OUT/tokens.bin) */
+    const char *val_data;   /* held-out text; NULL: the last val_fraction of data */
+    float val_fraction;     /* default 0.05 */
+    const char *out_dir;    /* checkpoint folder (created): HF model files, vocab.json,
+                               merges.txt, tokens.bin, optimizer.bin, train_log.csv, loss.svg */
+    const char *vocab_dir;  /* vocab.json + merges.txt to use; NULL: train a byte-level BPE of
+                               vocab_size tokens on the training text */
+    int vocab_size;         /* default 4096 */
+    const char *init_dir;   /* start from this model's weights instead of GPT-2 init */
+    const char *export_dir; /* also copy model + vocab + log + curve here at every save */
+    int resume;             /* continue exactly from out_dir's last checkpoint */
+    /* model (from init_dir / the checkpoint when resuming) */
+    int n_layer, n_head, n_embd, n_ctx; /* defaults 4, 4, 256, 256 */
+    /* schedule */
+    int batch;              /* B sequences per micro-batch (default 8) */
+    int seq_len;            /* T (0 = n_ctx) */
+    int accum;              /* micro-batches per step (default 1) */
+    int steps;              /* optimizer steps; the cosine schedule ends here (default 1000) */
+    double minutes;         /* wall-clock limit (0 = none): stops early, saves */
+    int stop_after;         /* stop (and save) after this many steps in this call (0 = none) */
+    int warmup;             /* linear warm-up steps (default steps / 20) */
+    float lr;               /* peak learning rate (default 1e-3) */
+    float min_lr_frac;      /* final lr = lr * min_lr_frac (default 0.1) */
+    float weight_decay;     /* AdamW, matrices only (default 0.1) */
+    float beta1, beta2, adam_eps; /* defaults 0.9, 0.95, 1e-8 */
+    float grad_clip;        /* global-norm clip (default 1.0; 0 = off) */
+    uint64_t seed;          /* init and batch sampling (default 1337) */
+    int sequential;         /* nonzero: consecutive windows instead of random ones */
+    int eval_every;         /* steps between validation losses (default 100; 0 = never) */
+    int eval_batches;       /* batches per validation loss (default 8) */
+    int save_every;         /* steps between checkpoints (default 500; 0 = only at the end) */
+    int final_eval;         /* evaluate the whole validation split at the end (default 1) */
+    qkv_train_cb callback;  /* may be NULL */
+    void *user;
+} qkv_train_opts;
+
+/* Fills *opts with the defaults above (data/out_dir NULL). */
+void qkv_train_opts_init(qkv_train_opts *opts);
+
+/* Runs a training run: tokenises the corpus once (OUT/tokens.bin, header with magic and
+ * version), trains, evaluates, checkpoints every save_every steps and at the end. Errors:
+ * unreadable or empty corpus, a vocabulary the corpus cannot support, a context of 0, a
+ * corpus shorter than one sequence, a checkpoint that does not match, ... */
+qkv_status qkv_train(const qkv_train_opts *opts);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 logdir="$root/$build/test-logs"
 mkdir -p "$logdir"
+rm -f "$root/$build/test-totals"
 
 total_p=0 total_f=0 total_s=0
 failed_programs=()
@@ -74,5 +75,6 @@ fi
 if [ ${#failed_programs[@]} -gt 0 ]; then
     echo "failed: ${failed_programs[*]} (logs in $logdir)"
 fi
+echo "$total_p $total_f $total_s" > "$root/$build/test-totals"
 echo "total: $total_p passed, $total_f failed, $total_s skipped"
 [ "$total_f" -eq 0 ]

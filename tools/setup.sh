@@ -3,7 +3,8 @@
 #
 # Installs what qkv needs on Debian 12, only what is missing (a no-op when all is there):
 #   --build  compiler and libraries (libmicrohttpd, jansson, utf8proc, OpenBLAS)
-#   --test   + PyTorch and NumPy for /usr/bin/python3, Node.js, Chromium, and the npm
+#   --test   + PyTorch and NumPy for /usr/bin/python3, Node.js, Chromium, clang with
+#            libFuzzer (the fuzz smoke, tests/fuzz), and the npm
 #            packages the tests use (playwright-core, gpt-3-encoder) in tests/node_modules
 #   --bench  + what the benchmarks' peers need (same as --test, plus wrk)
 set -eu
@@ -11,7 +12,7 @@ mode=${1:---build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 build_pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libutf8proc-dev libopenblas-dev"
-test_pkgs="python3 python3-numpy python3-torch nodejs npm chromium"
+test_pkgs="python3 python3-numpy python3-torch nodejs npm chromium clang libclang-rt-14-dev libomp-dev"
 bench_pkgs="wrk"
 
 want=$build_pkgs

@@ -29,6 +29,13 @@ int qkv__cli_fail(const char *cmd, qkv_status st);
 /* Prints "qkv CMD: error: ..." and returns 2 (usage errors). */
 int qkv__cli_usage_error(const char *cmd, const char *fmt, ...) QKV__PRINTF(2, 3);
 
+/* Option values: 0 on success, -1 if s is not a number in [lo, hi] (the whole string). */
+int qkv__cli_read_long(const char *s, long lo, long hi, long *out);
+int qkv__cli_read_float(const char *s, float *out);
+/* Token ids "1,2,3" (spaces allowed, optionally in [ ]): 0 on success with *ids malloc'ed
+ * (free it), -1 on anything else. */
+int qkv__cli_read_ids(const char *s, int **ids, int *n);
+
 /* The model folder to use when no --model is given: $QKV_MODEL, else the built-in model
  * (models/qkv-brown next to the binary's build/ folder, or installed copy). Never NULL;
  * the string is static. */

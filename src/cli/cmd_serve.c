@@ -1,8 +1,110 @@
-/* cmd_serve.c -- `qkv serve` (not built yet: its issue replaces this file). */
+/* cmd_serve.c -- `qkv serve [--model DIR] [--host H] [--port P]`: the playground, a web page
+ * and a JSON API in one process (src/server/, docs/HTTP.md). Runs until SIGINT/SIGTERM. */
 #include "cli.h"
+#include "server/server.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: qkv serve [--model DIR] [--host 127.0.0.1] [--port 8080] [options]\n\n"
+            "Serves the attention playground (page + JSON API, docs/HTTP.md) on one model.\n\n"
+            "  --model DIR      model folder (default: $QKV_MODEL, else the built-in model)\n"
+            "  --host H         address to listen on (default 127.0.0.1; loopback only unless\n"
+            "                   you name another address)\n"
+            "  --port P         port (default 8080; 0 picks a free port and prints it)\n"
+            "  --workers N      forward passes computed at once (default 2)\n"
+            "  --pool N         HTTP worker threads (default 4)\n"
+            "  --max-conn N     open connections in all (default 128)\n"
+            "  --max-per-ip N   open connections per client address (default 64)\n"
+            "  --timeout S      close connections idle for S seconds (default 15)\n"
+            "  --threads N      compute threads per forward pass (default: cores / workers,\n"
+            "                   or $QKV_THREADS)\n");
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) return 0;
+    *out = (int)v;
+    return 1;
+}
 
 int qkv__cmd_serve(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return qkv__cli_usage_error("serve", "not implemented yet");
+    const char *model_dir = NULL;
+    qkv__server_opts o;
+    memset(&o, 0, sizeof o);
+    o.host = "127.0.0.1";
+    o.port = 8080;
+    int threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) return qkv__cli_usage_error("serve", "unknown option or missing value: %s", a);
+        const char *v = argv[++i];
+        int ok = 1;
+        if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--host")) o.host = v;
+        else if (!strcmp(a, "--port")) ok = parse_int(v, 0, 65535, &o.port);
+        else if (!strcmp(a, "--workers")) ok = parse_int(v, 1, 64, &o.compute_slots);
+        else if (!strcmp(a, "--pool")) ok = parse_int(v, 1, 256, &o.pool_threads);
+        else if (!strcmp(a, "--max-conn")) ok = parse_int(v, 1, 10000, &o.max_connections);
+        else if (!strcmp(a, "--max-per-ip")) ok = parse_int(v, 1, 10000, &o.max_per_ip);
+        else if (!strcmp(a, "--timeout")) ok = parse_int(v, 1, 3600, &o.timeout_s);
+        else if (!strcmp(a, "--threads")) ok = parse_int(v, 1, 1024, &threads);
+        else return qkv__cli_usage_error("serve", "unknown option %s (see qkv serve --help)", a);
+        if (!ok) return qkv__cli_usage_error("serve", "bad value for %s: '%s'", a, v);
+    }
+    if (!model_dir) model_dir = qkv__cli_default_model();
+    /* Requests run side by side, so each forward gets its share of the cores: two forwards
+     * of two OpenMP threads each on two cores stall at every barrier when the machine is
+     * busy (measured: 1-2 ms become 200 ms). --threads or $QKV_THREADS override. */
+    if (!threads && !getenv("QKV_THREADS")) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        int workers = o.compute_slots > 0 ? o.compute_slots : 2;
+        threads = cores > workers ? (int)(cores / workers) : 1;
+    }
+    if (threads) qkv_set_threads(threads);
+
+    qkv_model *model = NULL;
+    qkv_status st = qkv_model_load(model_dir, &model);
+    if (st != QKV_OK) return qkv__cli_fail("serve", st);
+
+    /* Block the stop signals before MHD starts its threads (they inherit the mask), then
+     * wait for one here: a clean stop finishes requests in flight and frees everything. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    qkv__server *srv = NULL;
+    st = qkv__server_start(model, &o, &srv);
+    if (st != QKV_OK) {
+        qkv_model_free(model);
+        return qkv__cli_fail("serve", st);
+    }
+    const qkv_model_config *c = qkv_model_get_config(model);
+    int v6 = strchr(o.host, ':') != NULL;
+    printf("qkv: playground on http://%s%s%s:%d/ (model %s: %d layers, %d heads, %d tokens of "
+           "context)\n",
+           v6 ? "[" : "", o.host, v6 ? "]" : "", qkv__server_port(srv), qkv_model_name(model),
+           c->n_layer, c->n_head, c->n_ctx);
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    fprintf(stderr, "qkv serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    qkv__server_stop(srv);
+    qkv_model_free(model);
+    return 0;
 }

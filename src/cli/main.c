@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,4 +91,63 @@ int main(int argc, char **argv) {
     fprintf(stderr, "qkv: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
+}
+
+int qkv__cli_read_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int qkv__cli_read_float(const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (end == s || *end || errno) return -1;
+    *out = v;
+    return 0;
+}
+
+int qkv__cli_read_ids(const char *s, int **ids, int *n) {
+    *ids = NULL;
+    *n = 0;
+    size_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int *v = malloc(cap * sizeof *v);
+    if (!v) return -1;
+    int count = 0;
+    const char *p = s;
+    while (*p == ' ') p++;
+    int bracket = *p == '[';
+    if (bracket) p++;
+    while (*p == ' ') p++;
+    if (*p == '\0' || (bracket && *p == ']')) goto close; /* no ids at all */
+    for (;;) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > 0x7fffffffL || (size_t)count == cap) goto bad;
+        v[count++] = (int)x;
+        p = end;
+        while (*p == ' ') p++;
+        if (*p != ',') break;
+        p++;
+        while (*p == ' ') p++;
+    }
+close:
+    if (bracket) {
+        if (*p != ']') goto bad;
+        p++;
+    }
+    while (*p == ' ' || *p == '\n') p++;
+    if (*p) goto bad;
+    *ids = v;
+    *n = count;
+    return 0;
+bad:
+    free(v);
+    return -1;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define NPY_MAX_HEADER (1u << 20)
 #define NPY_MAX_BYTES ((size_t)1 << 36) /* 64 GiB: a sanity limit, not a target */
@@ -54,6 +55,8 @@ static qkv_status npy_parse_header(const char *path, const char *hdr, qkv__npy *
             return qkv__fail(QKV_EFORMAT, "%s: malformed shape in .npy header", path);
         if (arr->ndim == QKV__NPY_MAX_DIMS)
             return qkv__fail(QKV_EFORMAT, "%s: more than %d dimensions", path, QKV__NPY_MAX_DIMS);
+        if (shape[0] == '0' && isdigit((unsigned char)shape[1]))
+            return qkv__fail(QKV_EFORMAT, "%s: leading zero in a .npy shape", path);
         int64_t dim = 0;
         while (isdigit((unsigned char)*shape)) {
             dim = dim * 10 + (*shape - '0');
@@ -69,6 +72,11 @@ static qkv_status npy_parse_header(const char *path, const char *hdr, qkv__npy *
         else if (*shape != ')')
             return qkv__fail(QKV_EFORMAT, "%s: malformed shape in .npy header", path);
     }
+    /* what follows the shape must close it: ")" then "," or "}" (NumPy writes "), }") */
+    shape++;
+    while (*shape == ' ') shape++;
+    if (*shape != ',' && *shape != '}')
+        return qkv__fail(QKV_EFORMAT, "%s: malformed shape in .npy header", path);
     arr->count = count;
     return QKV_OK;
 }
@@ -119,6 +127,24 @@ qkv_status qkv__npy_load(const char *path, qkv__npy *arr) {
     }
     st = npy_parse_header(path, hdr, arr);
     if (st) goto done;
+    /* The header's shape must match the bytes that follow it, checked before allocating:
+     * a 128-byte file must not make us reserve gigabytes. */
+    {
+        long here = ftell(f);
+        struct stat fst;
+        if (here < 0 || fstat(fileno(f), &fst) != 0) {
+            st = qkv__fail(QKV_EIO, "%s: cannot stat", path);
+            goto done;
+        }
+        uint64_t have = (uint64_t)fst.st_size - (uint64_t)here;
+        if (have != (uint64_t)arr->count * sizeof(float)) {
+            st = qkv__fail(QKV_EFORMAT, "%s: data is %s than the shape in its header (%llu bytes, shape needs %llu)",
+                           path, have < (uint64_t)arr->count * sizeof(float) ? "shorter" : "longer",
+                           (unsigned long long)have,
+                           (unsigned long long)arr->count * sizeof(float));
+            goto done;
+        }
+    }
     arr->data = qkv__alloc_aligned(arr->count * sizeof(float));
     if (!arr->data) {
         st = qkv__fail(QKV_ENOMEM, "%s: cannot allocate %zu floats", path, arr->count);

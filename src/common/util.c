@@ -83,7 +83,9 @@ qkv_status qkv__write_file(const char *path, const void *data, size_t len) {
         return st;
     }
     size_t put = len ? fwrite(data, 1, len, f) : 0;
-    int bad = (put != len) | (fflush(f) != 0) | (fclose(f) != 0);
+    int bad = put != len;
+    if (fflush(f) != 0) bad = 1;
+    if (fclose(f) != 0) bad = 1; /* always close, even after a failed write */
     if (bad || rename(tmp, path) != 0) {
         qkv_status st = qkv__fail(QKV_EIO, "%s: cannot write: %s", path, strerror(errno));
         remove(tmp);

@@ -1,6 +1,7 @@
 /*
  * attn.c -- public entry points of the attention engine: validate, then run.
- * (Skeleton: the fast fused kernels replace the delegation to the reference.)
+ * The kernels themselves (one table per instruction set) are in attn_kernels.inc; cpu.c
+ * picks the table.
  */
 #include "engine.h"
 
@@ -35,6 +36,9 @@ qkv_status qkv_attn_validate(const qkv_attn_desc *d) {
     if (d->batch < 1 || d->n_head_q < 1 || d->n_head_kv < 1 || d->n_q < 0 || d->n_k < 0)
         return qkv__fail(QKV_ESHAPE, "attention: bad shape B=%d Hq=%d Hkv=%d Nq=%d Nk=%d",
                          d->batch, d->n_head_q, d->n_head_kv, d->n_q, d->n_k);
+    if (d->n_k > (1 << 24))
+        return qkv__fail(QKV_EUNSUPPORTED, "attention: %d keys; at most 16777216 (masks compare key positions in float32)",
+                         d->n_k);
     if (d->n_head_q % d->n_head_kv != 0)
         return qkv__fail(QKV_ESHAPE, "attention: %d query heads is not a multiple of %d key/value heads",
                          d->n_head_q, d->n_head_kv);
@@ -54,18 +58,18 @@ qkv_status qkv_attn_validate(const qkv_attn_desc *d) {
 
 qkv_status qkv_attention_forward(const qkv_attn_desc *desc, const float *q, const float *k,
                                  const float *v, float *out, float *lse, float *probs) {
-    return qkv_attention_forward_ref(desc, q, k, v, out, lse, probs);
+    qkv_status st = qkv_attn_validate(desc);
+    if (st) return st;
+    if (!q || !k || !v || !out) return qkv__fail(QKV_EINVAL, "attention: NULL q, k, v or out");
+    return qkv__attn_kernels_get()->forward(desc, q, k, v, out, lse, probs);
 }
 
 qkv_status qkv_attention_backward(const qkv_attn_desc *desc, const float *q, const float *k,
                                   const float *v, const float *out, const float *lse,
                                   const float *dout, float *dq, float *dk, float *dv) {
-    return qkv_attention_backward_ref(desc, q, k, v, out, lse, dout, dq, dk, dv);
-}
-
-const char *qkv_simd_name(void) { return "scalar"; }
-
-qkv_status qkv_set_simd(const char *name) {
-    (void)name;
-    return qkv__fail(QKV_EUNSUPPORTED, "SIMD selection not built yet");
+    qkv_status st = qkv_attn_validate(desc);
+    if (st) return st;
+    if (!q || !k || !v || !out || !lse || !dout || !dq || !dk || !dv)
+        return qkv__fail(QKV_EINVAL, "attention backward: NULL argument (q, k, v, out, lse, dout, dq, dk and dv are required)");
+    return qkv__attn_kernels_get()->backward(desc, q, k, v, out, lse, dout, dq, dk, dv);
 }

@@ -31,4 +31,34 @@ static inline int qkv__attn_visible(const qkv_attn_desc *d, int b, int i) {
     return n;
 }
 
+
+/* ---- SIMD kernels, one table per instruction set (kernels_*.c), chosen in cpu.c ---- */
+
+/* Head dim padded for the packed buffers: a multiple of 16 floats (one AVX-512 vector),
+ * so every packed row is 64-byte aligned and the kernels have no d tails. */
+#define QKV__DPAD(d) (((d) + 15) & ~15)
+
+typedef struct qkv__attn_kernels {
+    const char *name; /* "avx512", "avx2", "scalar" */
+    /* Validated descriptor, non-NULL q/k/v/out; lse, probs optional. */
+    qkv_status (*forward)(const qkv_attn_desc *d, const float *q, const float *k, const float *v,
+                          float *out, float *lse, float *probs);
+    qkv_status (*backward)(const qkv_attn_desc *d, const float *q, const float *k,
+                           const float *v, const float *out, const float *lse,
+                           const float *dout, float *dq, float *dk, float *dv);
+    /* One query per head against n_k keys (a KV cache). q, out: [Hq, d] rows at stride
+     * q_stride_h; k, v: [Hkv, n_k, d] with head stride kv_stride_h and row stride d.
+     * sc = scale / temperature. No allocation; threads over key/value heads. */
+    void (*decode)(int n_head_q, int n_head_kv, int n_k, int d, const float *q,
+                   ptrdiff_t q_stride_h, const float *k, const float *v, ptrdiff_t kv_stride_h,
+                   float *out, ptrdiff_t out_stride_h, float sc);
+} qkv__attn_kernels;
+
+extern const qkv__attn_kernels qkv__attn_kernels_scalar;
+extern const qkv__attn_kernels qkv__attn_kernels_avx2;
+extern const qkv__attn_kernels qkv__attn_kernels_avx512;
+
+/* The table in use (detection, $QKV_SIMD, qkv_set_simd). */
+const qkv__attn_kernels *qkv__attn_kernels_get(void);
+
 #endif /* QKV_ENGINE_H */

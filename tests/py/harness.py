@@ -8,7 +8,9 @@
 QKV_BIN (set by tests/run.sh) is the qkv binary under test; QKV_SHARED_DATA or
 ../shared/data is the optional shared data (tests skip cleanly when it is absent).
 """
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,7 +46,7 @@ def qkv(*args, input=None, check=True, timeout=600, env=None):
     e = dict(os.environ)
     if env:
         e.update(env)
-    cp = subprocess.run([QKV_BIN] + [str(a) for a in args], input=input, capture_output=True,
+    cp = subprocess.run([QKV_BIN] + [a if isinstance(a, bytes) else str(a) for a in args], input=input, capture_output=True,
                         timeout=timeout, env=e)
     if check and cp.returncode != 0:
         raise AssertionError("qkv %s exited %d: %s" % (" ".join(map(str, args)), cp.returncode,
@@ -52,8 +54,20 @@ def qkv(*args, input=None, check=True, timeout=600, env=None):
     return cp
 
 
+_TMPDIRS = []
+
+
 def tmpdir():
-    return tempfile.mkdtemp(prefix="qkv-test-")
+    """A fresh temporary folder, removed when the test program exits."""
+    d = tempfile.mkdtemp(prefix="qkv-test-")
+    _TMPDIRS.append(d)
+    return d
+
+
+@atexit.register
+def _cleanup_tmpdirs():
+    for d in _TMPDIRS:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def run_all():

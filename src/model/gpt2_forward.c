@@ -1,0 +1,334 @@
+/*
+ * gpt2_forward.c -- the GPT-2 forward pass, attention capture and top-k.
+ *
+ *   x = wte[ids] + wpe[0..N)                                  [N, C]
+ *   per layer: a = ln_1(x); qkv = a @ attn_w + attn_b          [N, 3C]
+ *              o = attention(q, k, v)  (engine, strided into qkv; causal)
+ *              x += o @ proj_w + proj_b
+ *              m = ln_2(x); x += gelu_tanh(m @ fc_w + fc_b) @ fcproj_w + fcproj_b
+ *   logits = ln_f(x) @ wte^T  (or the untied lm_head)          [N, V]
+ *
+ * Re-entrant: every buffer is allocated per call; the model is only read. Several threads
+ * may run forward passes on one model at once.
+ */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- element-wise pieces ------------------------------------------------------------------ */
+
+void qkv__layernorm(const float *x, int n, int c, const float *w, const float *b, float eps,
+                    float *y) {
+    int nt = n >= 16 ? qkv__model_threads() : 1;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * c;
+        float *yr = y + (size_t)i * c;
+        float mean = 0.0f;
+        for (int k = 0; k < c; k++) mean += xr[k];
+        mean /= (float)c;
+        float var = 0.0f;
+        for (int k = 0; k < c; k++) var += (xr[k] - mean) * (xr[k] - mean);
+        var /= (float)c;
+        float rstd = 1.0f / sqrtf(var + eps);
+        for (int k = 0; k < c; k++) yr[k] = (xr[k] - mean) * rstd * w[k] + b[k];
+    }
+}
+
+/* exp(x) for x in [-87, 88] (clamped), relative error ~2e-7: range reduction by ln 2 and a
+ * degree-6 polynomial, written with bit tricks so the compiler vectorises it. */
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float t = x * 1.44269504f + shifter;
+    float k = t - shifter;
+    float r = x - k * 0.693359375f - k * -2.12194440e-4f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (4.16666418e-2f +
+                                      r * (8.33336286e-3f + r * 1.38925005e-3f)))));
+    uint32_t tb;
+    memcpy(&tb, &t, 4);
+    uint32_t bits = (tb - 0x4B400000u + 127u) << 23; /* 2^k */
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+/* GPT-2's GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), tanh(u) = 1 - 2/(e^2u + 1). */
+void qkv__gelu_tanh(float *x, size_t n) {
+    int nt = n >= 65536 ? qkv__model_threads() : 1;
+    const char *simd = qkv_simd_name();
+    if (qkv__cpu_has_avx512() && (!simd || !strcmp(simd, "avx512"))) {
+        size_t chunk = (n / (size_t)nt + 15) / 16 * 16;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int t = 0; t < nt; t++) {
+            size_t lo = (size_t)t * chunk, len = lo < n ? (n - lo < chunk ? n - lo : chunk) : 0;
+            if (len) qkv__gelu_tanh_avx512(x + lo, len);
+        }
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = 0.7978845608f * (v + 0.044715f * v * v * v);
+        float th = 1.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f);
+        x[i] = 0.5f * v * (1.0f + th);
+    }
+}
+
+static void add_inplace(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* ---- capture ------------------------------------------------------------------------------ */
+
+void qkv_capture_free(qkv_capture *cap) {
+    if (!cap) return;
+    free(cap->probs);
+    free(cap->scores);
+    free(cap->q);
+    free(cap->k);
+    free(cap->v);
+    free(cap->head_out);
+    free(cap->hidden);
+    cap->probs = cap->scores = cap->q = cap->k = cap->v = cap->head_out = cap->hidden = NULL;
+}
+
+static qkv_status capture_alloc(qkv_capture *cap, const qkv_model_config *c, int n) {
+    qkv_capture_free(cap);
+    int H = c->n_head, d = c->n_embd / c->n_head;
+    cap->n_layer = c->n_layer;
+    cap->n_head = H;
+    cap->n_tokens = n;
+    cap->head_dim = d;
+    cap->n_embd = c->n_embd;
+    size_t lh, nn, hnn, hnd, hid;
+    if (!qkv__mul_size((size_t)c->n_layer, (size_t)H, &lh) || !qkv__mul_size((size_t)n, (size_t)n, &nn) ||
+        !qkv__mul_size(lh, nn, &hnn) || !qkv__mul_size(lh, (size_t)n * (size_t)d, &hnd) ||
+        !qkv__mul_size((size_t)(c->n_layer + 1), (size_t)n * (size_t)c->n_embd, &hid) ||
+        hnn > SIZE_MAX / 4 || hnd > SIZE_MAX / 4 || hid > SIZE_MAX / 4)
+        return qkv__fail(QKV_ENOMEM, "capture: sizes overflow");
+    int fail = 0;
+#define ALLOC(flag, field, count)                                   \
+    if (cap->flag) {                                                \
+        cap->field = calloc((count) ? (count) : 1, sizeof(float));  \
+        fail |= !cap->field;                                        \
+    }
+    ALLOC(want_probs, probs, hnn);
+    ALLOC(want_scores, scores, hnn);
+    ALLOC(want_qkv, q, hnd);
+    ALLOC(want_qkv, k, hnd);
+    ALLOC(want_qkv, v, hnd);
+    ALLOC(want_head_out, head_out, hnd);
+    ALLOC(want_hidden, hidden, hid);
+#undef ALLOC
+    if (fail) {
+        qkv_capture_free(cap);
+        return qkv__fail(QKV_ENOMEM, "capture: out of memory for %d tokens", n);
+    }
+    return QKV_OK;
+}
+
+/* Copies head h's [N, d] slice of a packed [N, ld] buffer (column offset col) to dst. */
+static void copy_head(const float *src, ptrdiff_t ld, int n, int col, int d, float *dst) {
+    for (int i = 0; i < n; i++) memcpy(dst + (size_t)i * d, src + (size_t)i * ld + col, sizeof(float) * (size_t)d);
+}
+
+static void capture_layer(qkv_capture *cap, int l, const float *qkv, const float *att, int n,
+                          int C, int H) {
+    int d = C / H;
+    size_t hnd = (size_t)n * d, nn = (size_t)n * n;
+    ptrdiff_t ld = 3 * (ptrdiff_t)C;
+    float scale = 1.0f / sqrtf((float)d);
+    for (int h = 0; h < H; h++) {
+        size_t at = ((size_t)l * H + h);
+        if (cap->q) {
+            copy_head(qkv, ld, n, h * d, d, cap->q + at * hnd);
+            copy_head(qkv, ld, n, C + h * d, d, cap->k + at * hnd);
+            copy_head(qkv, ld, n, 2 * C + h * d, d, cap->v + at * hnd);
+        }
+        if (cap->head_out) copy_head(att, ld, n, h * d, d, cap->head_out + at * hnd);
+        if (cap->scores) {
+            float *s = cap->scores + at * nn;
+            qkv__linear_t(qkv + h * d, ld, n, d, n, qkv + C + h * d, ld, s, n);
+            for (size_t i = 0; i < nn; i++) s[i] *= scale;
+        }
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+qkv_status qkv__check_ids(const qkv_model *model, const int *ids, int n) {
+    const qkv_model_config *c = &model->cfg;
+    if (n < 1) return qkv__fail(QKV_EINVAL, "forward: no tokens (an empty prompt)");
+    if (n > c->n_ctx)
+        return qkv__fail(QKV_ETOOLONG, "forward: %d tokens, more than the model's context of %d", n,
+                         c->n_ctx);
+    if (!ids) return qkv__fail(QKV_EINVAL, "forward: ids is NULL");
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return qkv__fail(QKV_ERANGE, "forward: token id %d at position %d outside [0, %d)", ids[i],
+                             i, c->vocab_size);
+    return QKV_OK;
+}
+
+/* The forward pass over n tokens at positions pos0 .. pos0 + n - 1. kv (or NULL): the
+ * engine's generation cache holding pos0 tokens; the new tokens' keys and values are
+ * appended (and committed) and the queries attend to all pos0 + n cached tokens.
+ * bf16: one-token matmuls read the model's BF16 copies. */
+qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
+                         const qkv_forward_opts *opts, float *logits,
+                         float *last_logits, qkv_capture *cap, int bf16) {
+    const qkv_model_config *c = &model->cfg;
+    const qkv__gpt2_params *p = &model->p;
+    int pos0 = kv ? qkv_kvcache_len(kv) : 0;
+    if (pos0 + n > c->n_ctx)
+        return qkv__fail(QKV_ETOOLONG, "forward: %d + %d tokens, more than the model's context of %d",
+                         pos0, n, c->n_ctx);
+    float temperature = opts ? opts->attn_temperature : 0.0f;
+    if (!isfinite(temperature) || temperature < 0.0f)
+        return qkv__fail(QKV_ERANGE, "forward: attention temperature %g must be > 0", (double)temperature);
+    int causal = !(opts && opts->no_causal_mask);
+    int C = c->n_embd, H = c->n_head, d = C / H, L = c->n_layer, V = c->vocab_size;
+    size_t NC = (size_t)n * C;
+    if (bf16 && !model->bf16) bf16 = 0;
+    qkv_status st = QKV_OK;
+    if (cap && (st = capture_alloc(cap, c, n))) return st;
+
+    /* scratch: x, a [N, C]; qkv, att [N, 3C]; fc [N, 4C] */
+    float *x = qkv__alloc_aligned(sizeof(float) * NC * 13);
+    if (!x) return qkv__fail(QKV_ENOMEM, "forward: out of memory for %d tokens", n);
+    float *a = x + NC, *qkv = a + NC, *att = qkv + 3 * NC, *fc = att + 3 * NC;
+
+    for (int i = 0; i < n; i++) {
+        const float *te = p->wte + (size_t)ids[i] * C, *pe = p->wpe + (size_t)(pos0 + i) * C;
+        for (int k = 0; k < C; k++) x[(size_t)i * C + k] = te[k] + pe[k];
+    }
+    qkv_attn_desc desc;
+    qkv_attn_desc_init(&desc, 1, H, H, n, n, d);
+    desc.causal = causal;
+    desc.temperature = temperature;
+    desc.q_stride_n = desc.k_stride_n = desc.v_stride_n = 3 * (ptrdiff_t)C;
+    desc.q_stride_h = desc.k_stride_h = desc.v_stride_h = d;
+    size_t hnn = (size_t)H * n * n;
+    size_t uC = (size_t)C;
+
+    /* Long prompts on several threads: if the first layer shows the threads were not all
+     * running (the process used less CPU than threads x wall time: a busy machine), time the
+     * second layer on one thread and keep the faster for the rest. */
+    int adapt = n >= 32 && L >= 3 && qkv__model_threads() > 1, n_threads = qkv__model_threads();
+    int saved_cap = qkv__model_threads_cap(0);
+    qkv__model_threads_cap(saved_cap);
+    double wall0 = 0, cpu0 = 0, full_wall = 0;
+    for (int l = 0; l < L; l++) {
+        size_t ul = (size_t)l;
+        if (adapt && l <= 2) {
+            double wall = qkv__now(), cpu = qkv__process_cpu();
+            if (l == 1) {
+                full_wall = wall - wall0;
+                /* the team ran (or spun) all along: no one else wants these cores */
+                if (cpu - cpu0 < 0.85 * n_threads * full_wall) qkv__model_threads_cap(1); /* probe one */
+                else adapt = 0;
+            } else if (l == 2) {
+                if (wall - wall0 >= full_wall) qkv__model_threads_cap(saved_cap); /* one was not faster */
+                adapt = 0;
+            }
+            wall0 = wall;
+            cpu0 = cpu;
+        }
+        const uint16_t *bw_attn = bf16 && n == 1 ? model->bf16_attn_w + ul * uC * 3 * uC : NULL;
+        const uint16_t *bw_proj = bf16 && n == 1 ? model->bf16_proj_w + ul * uC * uC : NULL;
+        const uint16_t *bw_fc = bf16 && n == 1 ? model->bf16_fc_w + ul * uC * 4 * uC : NULL;
+        const uint16_t *bw_fcproj = bf16 && n == 1 ? model->bf16_fcproj_w + ul * 4 * uC * uC : NULL;
+        if (cap && cap->hidden) memcpy(cap->hidden + ul * NC, x, sizeof(float) * NC);
+        qkv__layernorm(x, n, C, p->ln1_w + ul * uC, p->ln1_b + ul * uC, c->layer_norm_eps, a);
+        if (bw_attn)
+            qkv__gemv(a, C, 3 * C, NULL, bw_attn, p->attn_b + ul * 3 * uC, qkv);
+        else
+            qkv__linear(a, C, n, C, 3 * C, p->attn_w + ul * uC * 3 * uC, p->attn_b + ul * 3 * uC, qkv);
+        float *probs = cap && cap->probs ? cap->probs + ul * hnn : NULL;
+        if (kv) {
+            st = qkv_kvcache_append(kv, l, n, qkv + C, qkv + 2 * C, d, 3 * (ptrdiff_t)C);
+            if (!st)
+                st = qkv_kvcache_attend(kv, l, H, n, qkv, d, 3 * (ptrdiff_t)C, att, 0.0f, temperature);
+        } else {
+            st = qkv_attention_forward(&desc, qkv, qkv + C, qkv + 2 * C, att, NULL, probs);
+        }
+        if (st) goto done;
+        if (cap) capture_layer(cap, l, qkv, att, n, C, H);
+        /* att rows follow q's stride (3C): the first C floats of each row are the heads' outputs */
+        if (bw_proj)
+            qkv__gemv(att, C, C, NULL, bw_proj, p->proj_b + ul * uC, a);
+        else
+            qkv__linear(att, 3 * (ptrdiff_t)C, n, C, C, p->proj_w + ul * uC * uC, p->proj_b + ul * uC, a);
+        add_inplace(x, a, NC);
+        qkv__layernorm(x, n, C, p->ln2_w + ul * uC, p->ln2_b + ul * uC, c->layer_norm_eps, a);
+        if (bw_fc)
+            qkv__gemv(a, C, 4 * C, NULL, bw_fc, p->fc_b + ul * 4 * uC, fc);
+        else
+            qkv__linear(a, C, n, C, 4 * C, p->fc_w + ul * uC * 4 * uC, p->fc_b + ul * 4 * uC, fc);
+        qkv__gelu_tanh(fc, NC * 4);
+        if (bw_fcproj)
+            qkv__gemv(fc, 4 * C, C, NULL, bw_fcproj, p->fcproj_b + ul * uC, a);
+        else
+            qkv__linear(fc, 4 * (ptrdiff_t)C, n, 4 * C, C, p->fcproj_w + ul * 4 * uC * uC,
+                        p->fcproj_b + ul * uC, a);
+        add_inplace(x, a, NC);
+    }
+    qkv__model_threads_cap(saved_cap);
+    if (kv && (st = qkv_kvcache_commit(kv, n))) goto done;
+    if (cap && cap->hidden) memcpy(cap->hidden + (size_t)L * NC, x, sizeof(float) * NC);
+    const float *out_w = model->lm_head ? model->lm_head : p->wte;
+    if (logits) {
+        qkv__layernorm(x, n, C, p->lnf_w, p->lnf_b, c->layer_norm_eps, a);
+        qkv__linear_t(a, C, n, C, V, out_w, C, logits, V);
+        if (last_logits) memcpy(last_logits, logits + (size_t)(n - 1) * V, sizeof(float) * (size_t)V);
+    } else if (last_logits) {
+        qkv__layernorm(x + (size_t)(n - 1) * C, 1, C, p->lnf_w, p->lnf_b, c->layer_norm_eps, a);
+        qkv__gemv_t(a, C, V, out_w, bf16 ? model->bf16_out : NULL, last_logits);
+    }
+done:
+    qkv__model_threads_cap(saved_cap);
+    qkv__free_aligned(x);
+    if (st && cap) qkv_capture_free(cap);
+    return st;
+}
+
+qkv_status qkv_model_forward(qkv_model *model, const int *ids, int n, const qkv_forward_opts *opts,
+                             float *logits, float *last_logits, qkv_capture *cap) {
+    if (!model) return qkv__fail(QKV_EINVAL, "forward: model is NULL");
+    qkv_status st = qkv__check_ids(model, ids, n);
+    if (st) return st;
+    return qkv__gpt2_run(model, ids, n, NULL, opts, logits, last_logits, cap, 0);
+}
+
+/* ---- top-k --------------------------------------------------------------------------------- */
+
+qkv_status qkv_top_k(const float *logits, int vocab_size, int k, int *ids, float *probs) {
+    if (!logits || vocab_size < 1) return qkv__fail(QKV_EINVAL, "top_k: no logits");
+    if (k < 1 || k > vocab_size) return qkv__fail(QKV_ERANGE, "top_k: k = %d outside [1, %d]", k, vocab_size);
+    float mx = -INFINITY;
+    for (int j = 0; j < vocab_size; j++)
+        if (logits[j] > mx) mx = logits[j];
+    double sum = 0.0;
+    for (int j = 0; j < vocab_size; j++) sum += exp((double)logits[j] - mx);
+    /* insertion into a sorted list of k: O(V k), fine for the small k views ask for */
+    int n = 0;
+    for (int j = 0; j < vocab_size; j++) {
+        float v = logits[j];
+        if (n == k && !(v > logits[ids[k - 1]])) continue;
+        int at = n < k ? n++ : k - 1;
+        while (at > 0 && v > logits[ids[at - 1]]) {
+            ids[at] = ids[at - 1];
+            at--;
+        }
+        ids[at] = j;
+    }
+    for (int i = 0; i < k; i++) {
+        double e = exp((double)logits[ids[i]] - mx);
+        probs[i] = sum > 0 && isfinite(sum) ? (float)(e / sum) : 0.0f;
+    }
+    return QKV_OK;
+}

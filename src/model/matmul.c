@@ -1,0 +1,230 @@
+/*
+ * matmul.c -- the model's matrix products and their dispatch.
+ *
+ * Prompt processing (N rows): OpenBLAS sgemm, or our own AVX-512 kernel
+ * (matmul_avx512.c) when the CPU has it; QKV_GEMM=openblas|avx512|plain picks one (the bench
+ * compares them). One row (generation): a GEMV that streams the weights once, which is all
+ * that matters at one token (memory bound); BF16 weights halve the bytes.
+ */
+#include "model/model.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+enum { GEMM_PLAIN, GEMM_OPENBLAS, GEMM_AVX512 };
+
+/* A per-thread cap on the model's kernels' threads (0 = none): generation and long prompts
+ * measure whether fewer threads run faster (on a machine whose cores are busy with other
+ * work, every OpenMP barrier can wait a scheduler time slice) and cap themselves. Results
+ * do not depend on the thread count: every output is summed in the same order. */
+static _Thread_local int threads_cap;
+
+int qkv__model_threads(void) {
+    int t = qkv__threads();
+    return threads_cap > 0 && threads_cap < t ? threads_cap : t;
+}
+
+double qkv__thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double qkv__process_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int qkv__model_threads_cap(int cap) {
+    int old = threads_cap;
+    threads_cap = cap > 0 ? cap : 0;
+    return old;
+}
+
+int qkv__cpu_has_avx512(void) {
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    }
+    return has;
+}
+
+static int gemm_choice = -1; /* racy first write of the same value: benign */
+
+static void gemm_kind_set(int k) { gemm_choice = k; }
+
+static int gemm_kind(void) {
+    if (gemm_choice < 0) {
+        const char *env = getenv("QKV_GEMM");
+        const char *simd = qkv_simd_name();
+        int avx = qkv__cpu_has_avx512() && (!simd || !strcmp(simd, "avx512"));
+        int k = avx ? GEMM_AVX512 : GEMM_OPENBLAS;
+        if (env && !strcmp(env, "openblas")) k = GEMM_OPENBLAS;
+        if (env && !strcmp(env, "plain")) k = GEMM_PLAIN;
+        if (env && !strcmp(env, "avx512") && qkv__cpu_has_avx512()) k = GEMM_AVX512;
+        gemm_choice = k;
+    }
+    return gemm_choice;
+}
+
+qkv_status qkv__gemm_select(const char *name) {
+    int k;
+    if (!strcmp(name, "openblas")) k = GEMM_OPENBLAS;
+    else if (!strcmp(name, "plain")) k = GEMM_PLAIN;
+    else if (!strcmp(name, "avx512") && qkv__cpu_has_avx512()) k = GEMM_AVX512;
+    else return qkv__fail(QKV_EUNSUPPORTED, "gemm '%s' not available (avx512, openblas, plain)", name);
+    gemm_kind(); /* resolve the default first so this choice sticks */
+    gemm_kind_set(k);
+    return QKV_OK;
+}
+
+const char *qkv__openblas_core(void) { return openblas_get_corename(); }
+
+const char *qkv__gemm_name(void) {
+    switch (gemm_kind()) {
+    case GEMM_AVX512: return "avx512";
+    case GEMM_OPENBLAS: return "openblas";
+    default: return "plain";
+    }
+}
+
+static int use_avx512_gemv(void) {
+    const char *simd = qkv_simd_name();
+    return qkv__cpu_has_avx512() && (!simd || !strcmp(simd, "avx512"));
+}
+
+static void openblas_threads(void) {
+    static int set = 0;
+    int nt = qkv__model_threads();
+    if (set != nt) { /* changing OpenBLAS's pool is costly: only when the setting changes */
+        openblas_set_num_threads(nt);
+        set = nt;
+    }
+}
+
+static float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+void qkv__linear(const float *x, ptrdiff_t ldx, int n, int in, int out, const float *w,
+                 const float *b, float *y) {
+    if (n == 1) {
+        qkv__gemv(x, in, out, w, NULL, b, y);
+        return;
+    }
+    int kind = gemm_kind();
+    if (kind == GEMM_AVX512) {
+        qkv__gemm_nn_avx512(x, ldx, n, in, out, w, b, y, qkv__model_threads());
+        return;
+    }
+    if (kind == GEMM_OPENBLAS) {
+        if (b)
+            for (int i = 0; i < n; i++) memcpy(y + (size_t)i * out, b, sizeof(float) * (size_t)out);
+        openblas_threads();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, out, in, 1.0f, x, (int)ldx, w, out,
+                    b ? 1.0f : 0.0f, y, out);
+        return;
+    }
+    int nt = qkv__model_threads();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < n; i++) {
+        float *yr = y + (size_t)i * out;
+        for (int o = 0; o < out; o++) yr[o] = b ? b[o] : 0.0f;
+        for (int k = 0; k < in; k++) {
+            float xv = x[(size_t)i * ldx + k];
+            const float *wr = w + (size_t)k * out;
+            for (int o = 0; o < out; o++) yr[o] += xv * wr[o];
+        }
+    }
+}
+
+void qkv__linear_t(const float *x, ptrdiff_t ldx, int n, int c, int v, const float *e,
+                   ptrdiff_t lde, float *y, ptrdiff_t ldy) {
+    if (n == 1 && lde == c) {
+        qkv__gemv_t(x, c, v, e, NULL, y);
+        return;
+    }
+    if (gemm_kind() == GEMM_AVX512) {
+        qkv__gemm_nt_avx512(x, ldx, n, c, v, e, lde, y, ldy, qkv__model_threads());
+        return;
+    }
+    if (gemm_kind() == GEMM_OPENBLAS) {
+        openblas_threads();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, v, c, 1.0f, x, (int)ldx, e, (int)lde,
+                    0.0f, y, (int)ldy);
+        return;
+    }
+    int nt = qkv__model_threads();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int j = 0; j < v; j++) {
+        const float *er = e + (size_t)j * lde;
+        for (int i = 0; i < n; i++) {
+            const float *xr = x + (size_t)i * ldx;
+            float s = 0.0f;
+            for (int k = 0; k < c; k++) s += xr[k] * er[k];
+            y[(size_t)i * ldy + j] = s;
+        }
+    }
+}
+
+void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *wb,
+               const float *b, float *y) {
+    if (use_avx512_gemv()) {
+        qkv__gemv_avx512(x, in, out, w, wb, b, y, qkv__model_threads());
+        return;
+    }
+    int nt = qkv__model_threads();
+    /* threads split the output columns; each streams its slice of every row */
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        int lo = (int)((long)out * t / T), hi = (int)((long)out * (t + 1) / T);
+        for (int o = lo; o < hi; o++) y[o] = b ? b[o] : 0.0f;
+        for (int k = 0; k < in; k++) {
+            float xv = x[k];
+            if (wb) {
+                const uint16_t *wr = wb + (size_t)k * out;
+                for (int o = lo; o < hi; o++) y[o] += xv * bf16_to_f32(wr[o]);
+            } else {
+                const float *wr = w + (size_t)k * out;
+                for (int o = lo; o < hi; o++) y[o] += xv * wr[o];
+            }
+        }
+    }
+}
+
+void qkv__gemv_t(const float *x, int c, int v, const float *e, const uint16_t *eb, float *y) {
+    if (use_avx512_gemv()) {
+        qkv__gemv_t_avx512(x, c, v, e, eb, y, qkv__model_threads());
+        return;
+    }
+    int nt = qkv__model_threads();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int j = 0; j < v; j++) {
+        float s = 0.0f;
+        if (eb) {
+            const uint16_t *er = eb + (size_t)j * c;
+            for (int k = 0; k < c; k++) s += x[k] * bf16_to_f32(er[k]);
+        } else {
+            const float *er = e + (size_t)j * c;
+            for (int k = 0; k < c; k++) s += x[k] * er[k];
+        }
+        y[j] = s;
+    }
+}

@@ -1,0 +1,477 @@
+/*
+ * matmul_avx512.c -- AVX-512 kernels for the model: a register-blocked sgemm (12 x 32 tile:
+ * 24 accumulators, B packed in 32-column panels, A read in place) and the memory-bound
+ * GEMVs of generation (F32 or BF16 weights, F32 arithmetic). Built with AVX-512 flags;
+ * only called after run-time detection (matmul.c).
+ */
+#include "model/model.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define MR 12
+#define NR 32
+#define KC 256
+#define NC 768 /* NC / NR = 24 panels of KC x NR floats (768 KB): stays in L2 */
+
+/* Packs B[k0:k0+kc, j0:j0+nc] into panels of NR columns (zero-padded): panel p holds
+ * kc rows of NR floats. trans: B[k, j] = src[j * ld + k] (E^T); else src[k * ld + j]. */
+static void pack_panel(const float *src, ptrdiff_t ld, int trans, int k0, int kc, int j0, int nr,
+                       float *dst) {
+    if (!trans) {
+        __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+        __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+        for (int k = 0; k < kc; k++) {
+            const float *s = src + (size_t)(k0 + k) * ld + j0;
+            _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, s));
+            _mm512_store_ps(dst + k * NR + 16, _mm512_maskz_loadu_ps(m1, s + 16));
+        }
+    } else { /* read each row of E front to back; the scattered writes stay in cache */
+        for (int j = 0; j < NR; j++) {
+            const float *row = src + (size_t)(j0 + j) * ld + k0;
+            if (j < nr)
+                for (int k = 0; k < kc; k++) dst[k * NR + j] = row[k];
+            else
+                for (int k = 0; k < kc; k++) dst[k * NR + j] = 0.0f;
+        }
+    }
+}
+
+/* C[mr x nr] (+)= A[MR x kc] @ Bp[kc x NR]. A rows have stride lda (MR rows always readable).
+ * first: C = bias + product (bias may be NULL); else C += product. */
+static void kernel_12x32(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
+                         ptrdiff_t ldc, int mr, int nr, int first, const float *bias) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_set1_ps(a[r * lda + k]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (first && bias) {
+        bias0 = _mm512_maskz_loadu_ps(m0, bias);
+        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + r * ldc;
+        __m512 c0 = first ? bias0 : _mm512_maskz_loadu_ps(m0, cr);
+        __m512 c1 = first ? bias1 : _mm512_maskz_loadu_ps(m1, cr + 16);
+        _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(c0, acc[r][0]));
+        _mm512_mask_storeu_ps(cr + 16, m1, _mm512_add_ps(c1, acc[r][1]));
+    }
+}
+
+/* Packs rows k0..k0+kc of B's columns j0..j0+nc into panels of NR columns (zero-padded),
+ * reading each row's nc columns as one contiguous run (NN) or row by row of E (NT). */
+static void pack_b(const float *w, ptrdiff_t ldw, int trans, int k0, int kc, int j0, int nc,
+                   float *packed) {
+    int n_panels = (nc + NR - 1) / NR;
+    if (trans) {
+        for (int p = 0; p < n_panels; p++) {
+            int nr = nc - p * NR < NR ? nc - p * NR : NR;
+            pack_panel(w, ldw, 1, k0, kc, j0 + p * NR, nr, packed + (size_t)p * KC * NR);
+        }
+        return;
+    }
+    for (int k = 0; k < kc; k++) {
+        const float *src = w + (size_t)(k0 + k) * ldw + j0;
+        for (int p = 0; p < n_panels; p++) {
+            int nr = nc - p * NR < NR ? nc - p * NR : NR;
+            float *dst = packed + (size_t)p * KC * NR + (size_t)k * NR;
+            if (nr == NR) {
+                _mm512_store_ps(dst, _mm512_loadu_ps(src + p * NR));
+                _mm512_store_ps(dst + 16, _mm512_loadu_ps(src + p * NR + 16));
+            } else {
+                __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+                __mmask16 m1 = (__mmask16)(nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+                _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src + p * NR));
+                _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + p * NR + 16));
+            }
+        }
+    }
+}
+
+/* y[n, m] (row stride ldy) = x[n, K] @ B[K, m] (+ bias[m]); B = w[K, m] (ld ldw) or, when
+ * trans, w[m, K]^T (ld ldw). Each thread owns a slice of the output columns and packs its
+ * own panels: no barrier inside (on a busy 2-core machine every barrier can cost a
+ * scheduler time slice). */
+static void gemm(const float *x, ptrdiff_t ldx, int n, int K, int m, const float *w, ptrdiff_t ldw,
+                 int trans, const float *bias, float *y, ptrdiff_t ldy, int n_threads) {
+    int n_units = (m + NR - 1) / NR;
+    if (n_threads > n_units) n_threads = n_units;
+    if (n_threads < 1) n_threads = 1;
+    int failed = 0;
+#pragma omp parallel num_threads(n_threads) reduction(| : failed)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        int lo = (int)((long)n_units * t / T) * NR, hi = (int)((long)n_units * (t + 1) / T) * NR;
+        if (hi > m) hi = m;
+        float *packed = qkv__alloc_aligned(sizeof(float) * (size_t)KC * NC);
+        float *tail = qkv__alloc_aligned(sizeof(float) * (size_t)MR * KC);
+        if (!packed || !tail) {
+            failed = 1;
+        } else {
+            for (int jc = lo; jc < hi; jc += NC) {
+                int nc = hi - jc < NC ? hi - jc : NC;
+                int n_panels = (nc + NR - 1) / NR;
+                for (int pc = 0; pc < K; pc += KC) {
+                    int kc = K - pc < KC ? K - pc : KC;
+                    pack_b(w, ldw, trans, pc, kc, jc, nc, packed);
+                    for (int i0 = 0; i0 < n; i0 += MR) {
+                        int mr = n - i0 < MR ? n - i0 : MR;
+                        const float *a = x + (size_t)i0 * ldx + pc;
+                        ptrdiff_t lda = ldx;
+                        if (mr < MR) { /* a zero-padded copy, so the kernel reads MR full rows */
+                            memset(tail, 0, sizeof(float) * MR * KC);
+                            for (int r = 0; r < mr; r++) memcpy(tail + r * KC, a + r * ldx, sizeof(float) * (size_t)kc);
+                            a = tail;
+                            lda = KC;
+                        }
+                        for (int p = 0; p < n_panels; p++) {
+                            int j0 = jc + p * NR, nr = nc - p * NR < NR ? nc - p * NR : NR;
+                            kernel_12x32(kc, a, lda, packed + (size_t)p * KC * NR, y + (size_t)i0 * ldy + j0,
+                                         ldy, mr, nr, pc == 0, bias ? bias + j0 : NULL);
+                        }
+                    }
+                }
+            }
+        }
+        qkv__free_aligned(packed);
+        qkv__free_aligned(tail);
+    }
+    if (failed) { /* out of memory mid-forward: a plain loop, slow but right */
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < m; j++) {
+                float s = bias ? bias[j] : 0.0f;
+                for (int k = 0; k < K; k++)
+                    s += x[(size_t)i * ldx + k] * (trans ? w[(size_t)j * ldw + k] : w[(size_t)k * ldw + j]);
+                y[(size_t)i * ldy + j] = s;
+            }
+    }
+}
+
+void qkv__gemm_nn_avx512(const float *x, ptrdiff_t ldx, int n, int in, int out, const float *w,
+                         const float *b, float *y, int n_threads) {
+    gemm(x, ldx, n, in, out, w, out, 0, b, y, out, n_threads);
+}
+
+void qkv__gemm_nt_avx512(const float *x, ptrdiff_t ldx, int n, int c, int v, const float *e,
+                         ptrdiff_t lde, float *y, ptrdiff_t ldy, int n_threads) {
+    gemm(x, ldx, n, c, v, e, lde, 1, NULL, y, ldy, n_threads);
+}
+
+/* ---- GEMV ------------------------------------------------------------------------------ */
+
+static inline __m512 load16(const float *w, const uint16_t *wb, size_t at) {
+    if (wb) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(wb + at));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_loadu_ps(w + at);
+}
+
+static inline __m512 load16_mask(const float *w, const uint16_t *wb, size_t at, __mmask16 m) {
+    if (wb) {
+        __m256i h = _mm256_maskz_loadu_epi16(m, wb + at);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_maskz_loadu_ps(m, w + at);
+}
+
+/* BF16 pairs: a 32-bit lane of 32 loaded BF16 values holds element 2i (low half) and 2i + 1
+ * (high half); each half becomes a float with one shift or one AND (exact, no rounding). */
+static inline __m512 bf16_lo(__m512i w) { return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)); }
+static inline __m512 bf16_hi(__m512i w) {
+    return _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
+/* F32 or BF16 columns [lo, hi) of y = x @ W, one 16-column vector at a time (the F32 path,
+ * and BF16 tails). */
+static void gemv_cols(const float *x, int in, int out, const float *w, const uint16_t *wb,
+                      float *y, int lo, int hi) {
+    int k = 0;
+    for (; k + 4 <= in; k += 4) {
+        __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]),
+               x2 = _mm512_set1_ps(x[k + 2]), x3 = _mm512_set1_ps(x[k + 3]);
+        size_t r0 = (size_t)k * out, r1 = r0 + out, r2 = r1 + out, r3 = r2 + out;
+        int o = lo;
+        for (; o + 16 <= hi; o += 16) {
+            __m512 acc = _mm512_loadu_ps(y + o);
+            acc = _mm512_fmadd_ps(x0, load16(w, wb, r0 + o), acc);
+            acc = _mm512_fmadd_ps(x1, load16(w, wb, r1 + o), acc);
+            acc = _mm512_fmadd_ps(x2, load16(w, wb, r2 + o), acc);
+            acc = _mm512_fmadd_ps(x3, load16(w, wb, r3 + o), acc);
+            _mm512_storeu_ps(y + o, acc);
+        }
+        if (o < hi) {
+            __mmask16 m = (__mmask16)((1u << (hi - o)) - 1);
+            __m512 acc = _mm512_maskz_loadu_ps(m, y + o);
+            acc = _mm512_fmadd_ps(x0, load16_mask(w, wb, r0 + o, m), acc);
+            acc = _mm512_fmadd_ps(x1, load16_mask(w, wb, r1 + o, m), acc);
+            acc = _mm512_fmadd_ps(x2, load16_mask(w, wb, r2 + o, m), acc);
+            acc = _mm512_fmadd_ps(x3, load16_mask(w, wb, r3 + o, m), acc);
+            _mm512_mask_storeu_ps(y + o, m, acc);
+        }
+    }
+    for (; k < in; k++) {
+        __m512 x0 = _mm512_set1_ps(x[k]);
+        size_t r0 = (size_t)k * out;
+        for (int o = lo; o < hi; o += 16) {
+            __mmask16 m = (__mmask16)(hi - o >= 16 ? 0xffff : (1u << (hi - o)) - 1);
+            __m512 acc = _mm512_maskz_loadu_ps(m, y + o);
+            acc = _mm512_fmadd_ps(x0, load16_mask(w, wb, r0 + o, m), acc);
+            _mm512_mask_storeu_ps(y + o, m, acc);
+        }
+    }
+}
+
+/* BF16 columns [lo, lo + 32 nb): accumulators kept as (even, odd) column halves in acc
+ * (32 nb floats, zeroed), interleaved back into y at the end. */
+static void gemv_bf16_pairs(const float *x, int in, int out, const uint16_t *wb, float *y, int lo,
+                            int nb, float *acc) {
+    int k = 0;
+    for (; k + 4 <= in; k += 4) {
+        __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]),
+               x2 = _mm512_set1_ps(x[k + 2]), x3 = _mm512_set1_ps(x[k + 3]);
+        const uint16_t *r0 = wb + (size_t)k * out + lo, *r1 = r0 + out, *r2 = r1 + out, *r3 = r2 + out;
+        for (int bi = 0; bi < nb; bi++) {
+            float *a = acc + bi * 32;
+            __m512 ae = _mm512_load_ps(a), ao = _mm512_load_ps(a + 16);
+            __m512i w0 = _mm512_loadu_si512(r0 + bi * 32), w1 = _mm512_loadu_si512(r1 + bi * 32),
+                    w2 = _mm512_loadu_si512(r2 + bi * 32), w3 = _mm512_loadu_si512(r3 + bi * 32);
+            ae = _mm512_fmadd_ps(x0, bf16_lo(w0), ae);
+            ao = _mm512_fmadd_ps(x0, bf16_hi(w0), ao);
+            ae = _mm512_fmadd_ps(x1, bf16_lo(w1), ae);
+            ao = _mm512_fmadd_ps(x1, bf16_hi(w1), ao);
+            ae = _mm512_fmadd_ps(x2, bf16_lo(w2), ae);
+            ao = _mm512_fmadd_ps(x2, bf16_hi(w2), ao);
+            ae = _mm512_fmadd_ps(x3, bf16_lo(w3), ae);
+            ao = _mm512_fmadd_ps(x3, bf16_hi(w3), ao);
+            _mm512_store_ps(a, ae);
+            _mm512_store_ps(a + 16, ao);
+        }
+    }
+    for (; k < in; k++) {
+        __m512 x0 = _mm512_set1_ps(x[k]);
+        const uint16_t *r0 = wb + (size_t)k * out + lo;
+        for (int bi = 0; bi < nb; bi++) {
+            float *a = acc + bi * 32;
+            __m512i w0 = _mm512_loadu_si512(r0 + bi * 32);
+            _mm512_store_ps(a, _mm512_fmadd_ps(x0, bf16_lo(w0), _mm512_load_ps(a)));
+            _mm512_store_ps(a + 16, _mm512_fmadd_ps(x0, bf16_hi(w0), _mm512_load_ps(a + 16)));
+        }
+    }
+    /* (even, odd) halves back to column order, added to y (which holds the bias) */
+    const __m512i idx_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i idx_hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    for (int bi = 0; bi < nb; bi++) {
+        __m512 ae = _mm512_load_ps(acc + bi * 32), ao = _mm512_load_ps(acc + bi * 32 + 16);
+        float *yo = y + lo + bi * 32;
+        _mm512_storeu_ps(yo, _mm512_add_ps(_mm512_loadu_ps(yo), _mm512_permutex2var_ps(ae, idx_lo, ao)));
+        _mm512_storeu_ps(yo + 16, _mm512_add_ps(_mm512_loadu_ps(yo + 16), _mm512_permutex2var_ps(ae, idx_hi, ao)));
+    }
+}
+
+/* y[out] = x[in] @ W[in, out] + b. Threads own column slices (multiples of 32); each walks
+ * the rows four at a time, its slice of y staying in L1: 4 sequential weight streams. */
+void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uint16_t *wb,
+                      const float *b, float *y, int n_threads) {
+    int n_units = (out + 31) / 32;
+    if (n_threads > n_units) n_threads = n_units;
+#pragma omp parallel num_threads(n_threads)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        int lo = (int)((long)n_units * t / T) * 32, hi = (int)((long)n_units * (t + 1) / T) * 32;
+        if (hi > out) hi = out;
+        for (int o = lo; o < hi; o++) y[o] = b ? b[o] : 0.0f;
+        int nb = wb ? (hi - lo) / 32 : 0;
+        float *acc = nb ? qkv__alloc_aligned(sizeof(float) * 32 * (size_t)nb) : NULL;
+        if (!acc) nb = 0; /* (out of memory: the plain path below does all columns) */
+        if (nb) {
+            memset(acc, 0, sizeof(float) * 32 * (size_t)nb);
+            gemv_bf16_pairs(x, in, out, wb, y, lo, nb, acc);
+        }
+        if (lo + 32 * nb < hi) gemv_cols(x, in, out, w, wb, y, lo + 32 * nb, hi);
+        qkv__free_aligned(acc);
+    }
+}
+
+/* y[v] = E[v, c] x: one row at a time, read front to back (one sequential stream); threads
+ * split the rows. BF16 rows use x split into even and odd elements. */
+void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint16_t *eb,
+                        float *y, int n_threads) {
+    int c32 = eb ? c / 32 * 32 : 0;
+    float *xe = NULL, *xo = NULL;
+    if (c32) {
+        xe = qkv__alloc_aligned(sizeof(float) * (size_t)c32);
+        if (!xe) c32 = 0;
+        else {
+            xo = xe + c32 / 2;
+            for (int i = 0; i < c32 / 2; i++) {
+                xe[i] = x[2 * i];
+                xo[i] = x[2 * i + 1];
+            }
+        }
+    }
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (int j = 0; j < v; j++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int k = 0;
+        if (eb) {
+            const uint16_t *row = eb + (size_t)j * c;
+            for (; k + 64 <= c32; k += 64) {
+                __m512i w0 = _mm512_loadu_si512(row + k), w1 = _mm512_loadu_si512(row + k + 32);
+                a0 = _mm512_fmadd_ps(bf16_lo(w0), _mm512_load_ps(xe + k / 2), a0);
+                a1 = _mm512_fmadd_ps(bf16_hi(w0), _mm512_load_ps(xo + k / 2), a1);
+                a2 = _mm512_fmadd_ps(bf16_lo(w1), _mm512_load_ps(xe + k / 2 + 16), a2);
+                a3 = _mm512_fmadd_ps(bf16_hi(w1), _mm512_load_ps(xo + k / 2 + 16), a3);
+            }
+            for (; k + 32 <= c32; k += 32) {
+                __m512i w0 = _mm512_loadu_si512(row + k);
+                a0 = _mm512_fmadd_ps(bf16_lo(w0), _mm512_load_ps(xe + k / 2), a0);
+                a1 = _mm512_fmadd_ps(bf16_hi(w0), _mm512_load_ps(xo + k / 2), a1);
+            }
+        } else {
+            const float *row = e + (size_t)j * c;
+            for (; k + 64 <= c; k += 64) {
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(x + k), a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(x + k + 16), a1);
+                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 32), _mm512_loadu_ps(x + k + 32), a2);
+                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 48), _mm512_loadu_ps(x + k + 48), a3);
+            }
+        }
+        for (; k < c; k += 16) {
+            __mmask16 m = (__mmask16)(c - k >= 16 ? 0xffff : (1u << (c - k)) - 1);
+            a0 = _mm512_fmadd_ps(load16_mask(e, eb, (size_t)j * c + k, m), _mm512_maskz_loadu_ps(m, x + k), a0);
+        }
+        y[j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    }
+    qkv__free_aligned(xe);
+}
+
+/* ---- machine bounds for the benchmark ------------------------------------------------------- */
+
+/* Sustained FMA throughput: each thread runs 16 independent accumulator chains (enough to
+ * cover the FMA latency on two ports) for about `seconds`. Returns GFLOP/s over all threads. */
+static double fma_run(double seconds, int n_threads) {
+    double flops = 0.0, t0 = qkv__now(), t1 = t0;
+#pragma omp parallel num_threads(n_threads) reduction(+ : flops)
+    {
+        __m512 acc[16];
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_set1_ps((float)i * 1e-3f);
+        const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+        long iters = 0;
+        double start = qkv__now();
+        while (qkv__now() - start < seconds) {
+            for (int r = 0; r < 1000; r++) {
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+            }
+            iters += 1000;
+        }
+        __m512 s = acc[0];
+        for (int i = 1; i < 16; i++) s = _mm512_add_ps(s, acc[i]);
+        volatile float sink = _mm512_reduce_add_ps(s);
+        (void)sink;
+        flops += (double)iters * 16 * 16 * 2;
+    }
+    t1 = qkv__now();
+    return flops / (t1 - t0) * 1e-9;
+}
+
+/* The best of several short runs: other processes on a shared machine only ever lower it. */
+double qkv__fma_peak_avx512(double seconds, int n_threads) {
+    double best = 0.0;
+    for (int i = 0; i < 10; i++) {
+        double g = fma_run(seconds / 10, n_threads);
+        if (g > best) best = g;
+    }
+    return best;
+}
+
+/* Read bandwidth: threads sum disjoint halves of buf (n floats) `reps` times; GB/s. */
+double qkv__read_bw_avx512(const float *buf, size_t n, int reps, int n_threads) {
+    double best = 0.0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = qkv__now();
+        float total = 0.0f;
+#pragma omp parallel num_threads(n_threads) reduction(+ : total)
+        {
+            int t = 0, T = 1;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+            T = omp_get_num_threads();
+#endif
+            size_t lo = n / 64 * (size_t)t / (size_t)T * 64, hi = n / 64 * (size_t)(t + 1) / (size_t)T * 64;
+            __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+            for (size_t i = lo; i < hi; i += 64) {
+                s0 = _mm512_add_ps(s0, _mm512_load_ps(buf + i));
+                s1 = _mm512_add_ps(s1, _mm512_load_ps(buf + i + 16));
+                s2 = _mm512_add_ps(s2, _mm512_load_ps(buf + i + 32));
+                s3 = _mm512_add_ps(s3, _mm512_load_ps(buf + i + 48));
+            }
+            total += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+        }
+        double dt = qkv__now() - t0;
+        volatile float sink = total;
+        (void)sink;
+        double gbs = (double)(n / 64 * 64) * 4 / dt * 1e-9;
+        if (gbs > best) best = gbs;
+    }
+    return best;
+}
+
+/* ---- GELU (tanh form), 16 lanes: the same exp polynomial as gpt2_forward.c ---------------- */
+
+void qkv__gelu_tanh_avx512(float *x, size_t n) {
+    const __m512 lo = _mm512_set1_ps(-87.0f), hi = _mm512_set1_ps(88.0f);
+    const __m512 shifter = _mm512_set1_ps(12582912.0f), log2e = _mm512_set1_ps(1.44269504f);
+    const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f), two = _mm512_set1_ps(2.0f);
+    const __m512 c1 = _mm512_set1_ps(0.7978845608f), c3 = _mm512_set1_ps(0.044715f);
+    const __m512 p6 = _mm512_set1_ps(1.38925005e-3f), p5 = _mm512_set1_ps(8.33336286e-3f),
+                 p4 = _mm512_set1_ps(4.16666418e-2f), p3 = _mm512_set1_ps(0.166666672f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = (__mmask16)(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        __m512 u = _mm512_mul_ps(c1, _mm512_fmadd_ps(_mm512_mul_ps(c3, v), _mm512_mul_ps(v, v), v));
+        /* e = exp(2u): 2u clamped, k = round(2u / ln 2), r = 2u - k ln 2, e = 2^k p(r) */
+        __m512 z = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(two, u), lo), hi);
+        __m512 t = _mm512_fmadd_ps(z, log2e, shifter);
+        __m512 k = _mm512_sub_ps(t, shifter);
+        __m512 r = _mm512_fnmadd_ps(k, ln2_lo, _mm512_fnmadd_ps(k, ln2_hi, z));
+        __m512 p = _mm512_fmadd_ps(r, p6, p5);
+        p = _mm512_fmadd_ps(r, p, p4);
+        p = _mm512_fmadd_ps(r, p, p3);
+        p = _mm512_fmadd_ps(r, p, half);
+        p = _mm512_fmadd_ps(r, p, one);
+        p = _mm512_fmadd_ps(r, p, one);
+        __m512i bits = _mm512_slli_epi32(
+            _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000)),
+                             _mm512_set1_epi32(127)), 23);
+        __m512 e = _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+        __m512 th = _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(e, one)));
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, th)));
+    }
+}

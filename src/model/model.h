@@ -1,0 +1,137 @@
+/* model.h -- private to src/model: the model object, the safetensors reader and the matmul
+ * kernels the forward pass and generation share. Shape letters as in qkv.h. */
+#ifndef QKV_MODEL_H
+#define QKV_MODEL_H
+
+#include "model/gpt2.h"
+
+#include <stdint.h>
+
+struct qkv_model {
+    qkv_model_config cfg;
+    float *block;           /* n_block floats, the 16 tensors of gpt2.h in order */
+    size_t n_block;
+    qkv__gpt2_params p;     /* pointers into block */
+    float *lm_head;         /* [V, C] untied output projection, or NULL (tied to wte) */
+    uint16_t *bf16;         /* BF16 copies of the matrices for generation, or NULL */
+    uint16_t *bf16_attn_w, *bf16_proj_w, *bf16_fc_w, *bf16_fcproj_w, *bf16_out; /* into bf16 */
+    qkv_tokenizer *tok;     /* owned, or NULL */
+    /* qkv_tokenizer_free, set where a tokenizer is attached (gpt2_load.c), so that the core
+     * (create/save, which training links) does not pull in the tokenizer. */
+    void (*free_tok)(qkv_tokenizer *);
+    char name[128];
+};
+
+/* The model's tensors by Hugging Face name (without "transformer."), in file order: wte, wpe,
+ * then h.0 .. h.L-1 (12 each), ln_f, then lm_head.weight if untied. */
+typedef struct qkv__gpt2_tensor_entry {
+    char name[64];
+    float *data;   /* into the model's block (or lm_head) */
+    size_t count;
+    int ndim;
+    int64_t shape[2];
+    int untied;    /* lm_head.weight: stored without the "transformer." prefix */
+} qkv__gpt2_tensor_entry;
+int qkv__gpt2_tensor_table(const qkv_model *m, qkv__gpt2_tensor_entry *ents);
+int qkv__gpt2_n_entries(const qkv_model *m); /* the table's length */
+
+/* 2 MB-aligned, huge-page-advised float storage for weights; free() it. */
+float *qkv__alloc_params(size_t n_floats);
+
+/* ---- safetensors ------------------------------------------------------------------ */
+
+typedef enum { QKV__ST_F32 = 0, QKV__ST_F16 = 1, QKV__ST_BF16 = 2 } qkv__st_dtype;
+
+#define QKV__ST_MAX_DIMS 8
+#define QKV__ST_MAX_HEADER ((uint64_t)100000000) /* safetensors' own MAX_HEADER_SIZE */
+
+typedef struct qkv__st_tensor {
+    char *name;
+    qkv__st_dtype dtype;
+    int ndim;
+    int64_t shape[QKV__ST_MAX_DIMS];
+    size_t count;        /* product of shape */
+    const uint8_t *data; /* into the mapping, count * dtype size bytes */
+} qkv__st_tensor;
+
+typedef struct qkv__st_file {
+    qkv__mmap map;
+    const char *path; /* borrowed, for messages */
+    int n_tensors;
+    qkv__st_tensor *tensors;
+} qkv__st_file;
+
+/* Maps and validates a whole safetensors file: header length against the file size and the
+ * 100 MB cap, a JSON object of {dtype, shape, data_offsets} entries (F32/F16/BF16 only),
+ * shape products without overflow, offsets inside the data area, byte counts equal to
+ * count x dtype size, no overlapping tensors, no duplicate names. */
+qkv_status qkv__st_open(const char *path, qkv__st_file *f);
+/* Same, on bytes already in memory (tests, fuzzing); buf must outlive f. */
+qkv_status qkv__st_parse(const uint8_t *buf, size_t size, const char *path, qkv__st_file *f);
+void qkv__st_close(qkv__st_file *f);
+const qkv__st_tensor *qkv__st_find(const qkv__st_file *f, const char *name);
+/* Converts a tensor to float32 (dst holds t->count floats). */
+void qkv__st_to_f32(const qkv__st_tensor *t, float *dst);
+
+/* ---- config.json ------------------------------------------------------------------ */
+
+/* Parses a config.json text (HF GPT2Config keys, missing keys take GPT2Config's defaults). */
+qkv_status qkv__gpt2_parse_config(const char *json, size_t len, const char *path,
+                                  qkv_model_config *cfg);
+
+/* ---- matmul kernels (matmul.c) ---------------------------------------------------- */
+
+/* y[N, out] = x[N, in] (row stride ldx) @ W[in, out] (+ b[out] if b). */
+void qkv__linear(const float *x, ptrdiff_t ldx, int n, int in, int out, const float *w,
+                 const float *b, float *y);
+/* y[N, V] (row stride ldy) = x[N, C] (row stride ldx) @ E[V, C]^T (row stride lde): the
+ * tied output projection, and q.k scores. */
+void qkv__linear_t(const float *x, ptrdiff_t ldx, int n, int c, int v, const float *e,
+                   ptrdiff_t lde, float *y, ptrdiff_t ldy);
+/* One row: y[out] = x[in] @ W[in, out] (+ b). W is F32, or BF16 if wb != NULL. */
+void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *wb,
+               const float *b, float *y);
+/* One row against E[V, C]: y[V] = E x. E is F32, or BF16 if eb != NULL. */
+void qkv__gemv_t(const float *x, int c, int v, const float *e, const uint16_t *eb, float *y);
+/* Threads for the model's kernels: qkv__threads(), lowered by this thread's cap. */
+int qkv__model_threads(void);
+/* Sets this thread's cap (0 = none); returns the previous one. */
+int qkv__model_threads_cap(int cap);
+/* CPU seconds used by the calling thread (to notice it being descheduled). */
+double qkv__thread_cpu(void);
+/* CPU seconds used by the whole process. */
+double qkv__process_cpu(void);
+/* Which sgemm path is used ("openblas" or "avx512"); QKV_GEMM=openblas|avx512 overrides. */
+const char *qkv__gemm_name(void);
+/* Picks the sgemm path for the whole process (the bench compares them); not thread-safe. */
+qkv_status qkv__gemm_select(const char *name);
+/* OpenBLAS's kernel family ("Haswell", "SkylakeX", "Prescott"...). */
+const char *qkv__openblas_core(void);
+
+/* AVX-512 kernels (matmul_avx512.c); only called when the CPU has AVX-512F. */
+void qkv__gemm_nn_avx512(const float *x, ptrdiff_t ldx, int n, int in, int out, const float *w,
+                         const float *b, float *y, int n_threads);
+void qkv__gemm_nt_avx512(const float *x, ptrdiff_t ldx, int n, int c, int v, const float *e,
+                         ptrdiff_t lde, float *y, ptrdiff_t ldy, int n_threads);
+void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uint16_t *wb,
+                      const float *b, float *y, int n_threads);
+void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint16_t *eb,
+                        float *y, int n_threads);
+int qkv__cpu_has_avx512(void);
+void qkv__gelu_tanh_avx512(float *x, size_t n);
+/* Bench helpers: sustained FMA GFLOP/s; best read GB/s over reps passes of buf (64-aligned). */
+double qkv__fma_peak_avx512(double seconds, int n_threads);
+double qkv__read_bw_avx512(const float *buf, size_t n, int reps, int n_threads);
+
+/* ---- forward pieces (gpt2_forward.c) ------------------------------------------------ */
+
+void qkv__layernorm(const float *x, int n, int c, const float *w, const float *b, float eps,
+                    float *y);
+void qkv__gelu_tanh(float *x, size_t n);
+/* 1 <= n <= n_ctx and every id in [0, V). */
+qkv_status qkv__check_ids(const qkv_model *model, const int *ids, int n);
+qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
+                         const qkv_forward_opts *opts, float *logits,
+                         float *last_logits, qkv_capture *cap, int bf16);
+
+#endif /* QKV_MODEL_H */

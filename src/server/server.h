@@ -1,0 +1,54 @@
+/* server.h -- the playground's HTTP server (libmicrohttpd) and its JSON API, private to
+ * libqkv. The API is described in docs/HTTP.md. The request handler is a plain function
+ * (qkv__api_handle) so the benchmark and the tests can call it without sockets. */
+#ifndef QKV_SERVER_H
+#define QKV_SERVER_H
+
+#include "qkv_internal.h"
+
+/* Limits (docs/HTTP.md lists them). */
+#define QKV__SRV_MAX_BODY (64 * 1024)        /* request body bytes */
+#define QKV__SRV_MAX_TEXT (32 * 1024)        /* bytes of "text" */
+#define QKV__SRV_MAX_VALUES (16u * 1024 * 1024) /* floats in one response */
+/* floats the forward may capture for one request ([L,H,N,N] per map kind: the model records
+ * every layer even when fewer are returned): 1 GiB */
+#define QKV__SRV_MAX_CAPTURE ((size_t)1 << 28)
+#define QKV__SRV_MAX_TOP_K 50
+#define QKV__SRV_MAX_PROBES 16
+
+typedef struct qkv__server_opts {
+    const char *host;      /* "127.0.0.1" if NULL */
+    int port;              /* 0 = any free port */
+    int pool_threads;      /* MHD worker threads (0 = 4) */
+    int compute_slots;     /* forwards run at once; more wait (0 = 2) */
+    int max_connections;   /* 0 = 128 */
+    int max_per_ip;        /* 0 = 64 */
+    int timeout_s;         /* inactivity timeout (0 = 15) */
+    double queue_wait_s;   /* how long a request waits for a compute slot before 503 (0 = 30) */
+} qkv__server_opts;
+
+typedef struct qkv__server qkv__server;
+
+/* The API state shared by every request: the model (read-only after load) and the
+ * compute-slot semaphore. */
+typedef struct qkv__api qkv__api;
+
+qkv_status qkv__api_create(qkv_model *model, int compute_slots, double queue_wait_s,
+                           qkv__api **out);
+void qkv__api_free(qkv__api *api);
+
+/* Handles one request. path has no query string. *body_out is malloc'ed JSON (free() it);
+ * *status the HTTP status; *allow (for 405) the allowed methods, static. Never fails:
+ * every error is a JSON {"error": ...} body with a 4xx/5xx status. */
+void qkv__api_handle(qkv__api *api, const char *method, const char *path, const char *body,
+                     size_t body_len, int *status, char **body_out, size_t *body_len_out,
+                     const char **allow);
+
+/* Starts the server on the model (not owned; must outlive the server). */
+qkv_status qkv__server_start(qkv_model *model, const qkv__server_opts *opts, qkv__server **out);
+/* The port it listens on (useful after port 0). */
+int qkv__server_port(const qkv__server *srv);
+/* Stops accepting, waits for requests in flight, frees. NULL is fine. */
+void qkv__server_stop(qkv__server *srv);
+
+#endif /* QKV_SERVER_H */

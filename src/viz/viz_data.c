@@ -1,0 +1,241 @@
+/* viz_data.c -- the attention views as data: JSON (every number as float32 prints exactly,
+ * %.9g) and long-format CSV (RFC 4180 quoting). */
+#include "viz/viz_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* JSON string: escapes '"', '\\' and every control character; s is valid UTF-8. */
+static void json_str(qkv__vbuf *b, const char *s) {
+    qkv__vb_putc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned c = *p;
+        if (c == '"')
+            qkv__vb_puts(b, "\\\"");
+        else if (c == '\\')
+            qkv__vb_puts(b, "\\\\");
+        else if (c == '\n')
+            qkv__vb_puts(b, "\\n");
+        else if (c == '\t')
+            qkv__vb_puts(b, "\\t");
+        else if (c == '\r')
+            qkv__vb_puts(b, "\\r");
+        else if (c < 0x20 || c == 0x7F)
+            qkv__vb_printf(b, "\\u%04x", c);
+        else
+            qkv__vb_putc(b, (char)c);
+    }
+    qkv__vb_putc(b, '"');
+}
+
+static void json_float(qkv__vbuf *b, float x) {
+    if (!isfinite(x))
+        qkv__vb_puts(b, "null"); /* JSON has no NaN; a finite model never gives one */
+    else if (x == 0.0f)
+        qkv__vb_putc(b, '0');
+    else
+        qkv__vb_printf(b, "%.9g", (double)x);
+}
+
+qkv_status qkv_viz_json(const qkv_viz_data *d, const qkv_viz_view *v, char **out, size_t *len) {
+    qkv_status st = qkv_viz_validate(d, v);
+    if (st)
+        return st;
+    if (!out)
+        return qkv__fail(QKV_EINVAL, "qkv_viz_json: out is NULL");
+    qkv__viz_labels lab;
+    if ((st = qkv__viz_labels_make(d, &lab)))
+        return st;
+    int *panels = NULL, n_panels = 0;
+    int n = d->n_tokens;
+    float *scratch = NULL;
+    char *name = NULL;
+    if ((st = qkv__viz_panels(d, v, &panels, &n_panels)))
+        goto done;
+    if (qkv__viz_needs_scratch(v) && !(scratch = malloc(sizeof(float) * (size_t)n * (size_t)n))) {
+        st = qkv__fail(QKV_ENOMEM, "qkv_viz_json: out of memory for %d x %d", n, n);
+        goto done;
+    }
+    const char *mn = qkv__viz_model_name(d);
+    if ((st = qkv_viz_label(mn, strlen(mn), 0, &name)))
+        goto done;
+
+    qkv__vbuf b = {0};
+    qkv__vb_puts(&b, "{\"model\": ");
+    json_str(&b, name);
+    qkv__vb_printf(&b, ", \"n_layer\": %d, \"n_head\": %d, \"n_tokens\": %d", d->n_layer, d->n_head,
+                   n);
+    qkv__vb_puts(&b, ", \"temperature\": ");
+    json_float(&b, qkv__viz_temperature(d));
+    qkv__vb_printf(&b, ", \"causal\": %s,", d->causal ? "true" : "false");
+    if (v->drop_first)
+        qkv__vb_puts(&b, " \"drop_first\": true,");
+    qkv__vb_putc(&b, '\n');
+
+    qkv__vb_puts(&b, " \"tokens\": [");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            qkv__vb_puts(&b, ", ");
+        json_str(&b, lab.lossy[i]);
+    }
+    qkv__vb_puts(&b, "],\n \"labels\": [");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            qkv__vb_puts(&b, ", ");
+        json_str(&b, lab.visible[i]);
+    }
+    qkv__vb_puts(&b, "],\n \"token_bytes\": [");
+    for (int i = 0; i < n; i++) {
+        qkv__vb_puts(&b, i ? ", [" : "[");
+        const unsigned char *s = (const unsigned char *)d->token_bytes[i];
+        size_t tl = s ? d->token_len[i] : 0;
+        for (size_t k = 0; k < tl; k++)
+            qkv__vb_printf(&b, k ? ",%u" : "%u", s[k]);
+        qkv__vb_putc(&b, ']');
+    }
+    qkv__vb_puts(&b, "],\n \"ids\": ");
+    if (d->ids) {
+        qkv__vb_putc(&b, '[');
+        for (int i = 0; i < n; i++)
+            qkv__vb_printf(&b, i ? ", %d" : "%d", d->ids[i]);
+        qkv__vb_putc(&b, ']');
+    } else {
+        qkv__vb_puts(&b, "null");
+    }
+
+    /* layers and heads covered: attention is [layers][heads][N][N] */
+    int n_layers_out = v->layer == QKV_VIZ_ALL ? d->n_layer : 1;
+    int n_heads_out = n_panels / n_layers_out;
+    qkv__vb_puts(&b, ",\n \"layers\": [");
+    for (int l = 0; l < n_layers_out; l++)
+        qkv__vb_printf(&b, l ? ", %d" : "%d", panels[2 * (l * n_heads_out)]);
+    qkv__vb_puts(&b, "], \"heads\": [");
+    for (int h = 0; h < n_heads_out; h++) {
+        int head = panels[2 * h + 1];
+        if (h)
+            qkv__vb_puts(&b, ", ");
+        if (head == QKV_VIZ_AVG)
+            qkv__vb_puts(&b, "\"avg\"");
+        else
+            qkv__vb_printf(&b, "%d", head);
+    }
+    qkv__vb_putc(&b, ']');
+    if (v->query >= 0)
+        qkv__vb_printf(&b, ", \"query\": %d", v->query);
+
+    if (d->n_top > 0) {
+        qkv__vb_puts(&b, ",\n \"top\": [");
+        for (int t = 0; t < d->n_top; t++) {
+            char *tok = NULL;
+            size_t tl = d->top_bytes[t] ? d->top_len[t] : 0;
+            if ((st = qkv_viz_label(d->top_bytes[t], tl, QKV_VIZ_LABEL_LOSSY, &tok))) {
+                qkv__vb_free(&b);
+                goto done;
+            }
+            qkv__vb_puts(&b, t ? ", {\"token\": " : "{\"token\": ");
+            json_str(&b, tok);
+            free(tok);
+            qkv__vb_printf(&b, ", \"id\": %d, \"prob\": ", d->top_ids[t]);
+            json_float(&b, d->top_probs[t]);
+            qkv__vb_putc(&b, '}');
+        }
+        qkv__vb_putc(&b, ']');
+    }
+
+    qkv__vb_puts(&b, ",\n \"attention\": [");
+    for (int l = 0; l < n_layers_out; l++) {
+        qkv__vb_puts(&b, l ? ",\n  [" : "\n  [");
+        for (int h = 0; h < n_heads_out; h++) {
+            const int *pn = panels + 2 * (l * n_heads_out + h);
+            const float *m = qkv__viz_matrix(d, v, pn[0], pn[1], scratch);
+            qkv__vb_puts(&b, h ? ",\n   [" : "\n   [");
+            for (int i = 0; i < n; i++) {
+                qkv__vb_puts(&b, i ? ",\n    [" : "\n    [");
+                for (int j = 0; j < n; j++) {
+                    if (j)
+                        qkv__vb_puts(&b, ", ");
+                    json_float(&b, m[(size_t)i * n + j]);
+                }
+                qkv__vb_putc(&b, ']');
+            }
+            qkv__vb_putc(&b, ']');
+        }
+        qkv__vb_putc(&b, ']');
+    }
+    qkv__vb_puts(&b, "]\n}\n");
+    st = qkv__vb_finish(&b, out, len, "JSON view");
+done:
+    free(name);
+    free(scratch);
+    free(panels);
+    qkv__viz_labels_free(&lab);
+    return st;
+}
+
+/* RFC 4180 field: always quoted, '"' doubled. The label never holds a line break (shown as
+ * '↵') or a control character, so each record is one line. */
+static void csv_field(qkv__vbuf *b, const char *s) {
+    qkv__vb_putc(b, '"');
+    for (const char *p = s; *p; p++) {
+        if (*p == '"')
+            qkv__vb_putc(b, '"');
+        qkv__vb_putc(b, *p);
+    }
+    qkv__vb_putc(b, '"');
+}
+
+qkv_status qkv_viz_csv(const qkv_viz_data *d, const qkv_viz_view *v, char **out, size_t *len) {
+    qkv_status st = qkv_viz_validate(d, v);
+    if (st)
+        return st;
+    if (!out)
+        return qkv__fail(QKV_EINVAL, "qkv_viz_csv: out is NULL");
+    qkv__viz_labels lab;
+    if ((st = qkv__viz_labels_make(d, &lab)))
+        return st;
+    int *panels = NULL, n_panels = 0;
+    int n = d->n_tokens;
+    float *scratch = NULL;
+    if ((st = qkv__viz_panels(d, v, &panels, &n_panels)))
+        goto done;
+    if (qkv__viz_needs_scratch(v) && !(scratch = malloc(sizeof(float) * (size_t)n * (size_t)n))) {
+        st = qkv__fail(QKV_ENOMEM, "qkv_viz_csv: out of memory for %d x %d", n, n);
+        goto done;
+    }
+    qkv__vbuf b = {0};
+    qkv__vb_puts(&b, "layer,head,query_index,query_token,key_index,key_token,weight\n");
+    int i0 = v->query >= 0 ? v->query : 0, i1 = v->query >= 0 ? v->query + 1 : n;
+    for (int p = 0; p < n_panels; p++) {
+        int layer = panels[2 * p], head = panels[2 * p + 1];
+        const float *m = qkv__viz_matrix(d, v, layer, head, scratch);
+        char head_str[16];
+        if (head == QKV_VIZ_AVG)
+            memcpy(head_str, "avg", 4);
+        else
+            snprintf(head_str, sizeof head_str, "%d", head);
+        for (int i = i0; i < i1; i++)
+            for (int j = 0; j < n; j++) {
+                qkv__vb_printf(&b, "%d,%s,%d,", layer, head_str, i);
+                csv_field(&b, lab.plain[i]);
+                qkv__vb_printf(&b, ",%d,", j);
+                csv_field(&b, lab.plain[j]);
+                qkv__vb_putc(&b, ',');
+                float x = m[(size_t)i * n + j];
+                if (x == 0.0f)
+                    qkv__vb_putc(&b, '0');
+                else
+                    qkv__vb_printf(&b, "%.9g", (double)x);
+                qkv__vb_putc(&b, '\n');
+            }
+        if (b.failed)
+            break;
+    }
+    st = qkv__vb_finish(&b, out, len, "CSV view");
+done:
+    free(scratch);
+    free(panels);
+    qkv__viz_labels_free(&lab);
+    return st;
+}

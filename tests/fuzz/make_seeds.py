@@ -1,0 +1,295 @@
+#!/usr/bin/python3
+"""make_seeds.py OUT_DIR -- seed corpora for the fuzz targets in tests/fuzz/fz_*.c.
+
+Writes OUT_DIR/<target>/<name> files (names starting "ok_" are valid inputs the code must
+accept; tests/py/test_fuzz_regressions.py checks that it does): valid inputs (tiny models and vocabularies from
+tests/py/checkpoint.py) plus one file per malformed class of reliability-anchors.md section 1
+(the public proof-of-concept *shapes*, re-created here, nothing downloaded). Deterministic;
+needs /usr/bin/python3 with NumPy (checkpoint.py uses it). Nothing here is committed as a
+blob: the corpora are rebuilt from this script.
+"""
+import json
+import os
+import struct
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "py"))
+
+import checkpoint  # noqa: E402  (tests/py/checkpoint.py)
+
+
+def put(out, target, name, data):
+    d = os.path.join(out, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+# ---- .npy -----------------------------------------------------------------------------------
+
+def npy(shape, data=None, descr="'<f4'", fortran="False", version=1, pad=True, extra=b""):
+    dims = ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "")
+    hdr = "{'descr': %s, 'fortran_order': %s, 'shape': (%s), }" % (descr, fortran, dims)
+    pre = 10 if version == 1 else 12
+    if pad:
+        hdr += " " * ((64 - (pre + len(hdr) + 1) % 64) % 64)
+    hdr = hdr.encode() + b"\n"
+    if version == 1:
+        head = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr))
+    else:
+        head = b"\x93NUMPY" + bytes([version, 0]) + struct.pack("<I", len(hdr))
+    if data is None:
+        n = 1
+        for s in shape:
+            n *= s
+        data = struct.pack("<%df" % n, *[float(i) * 0.5 - 1 for i in range(n)])
+    return head + hdr + data + extra
+
+
+def seeds_npy(out):
+    t = "fz_npy"
+    put(out, t, "ok_v1_2x3", npy((2, 3)))
+    put(out, t, "ok_v2_4", npy((4,), version=2))
+    put(out, t, "ok_v3_1x1x2", npy((1, 1, 2), version=3))
+    put(out, t, "ok_scalar", npy(()))
+    put(out, t, "ok_empty_0x5", npy((0, 5)))
+    put(out, t, "ok_float32_descr", npy((2,), descr="'float32'"))
+    put(out, t, "f8", npy((2,), descr="'<f8'", data=b"\0" * 16))
+    put(out, t, "fortran", npy((2, 2), fortran="True"))
+    put(out, t, "truncated_data", npy((3, 3))[:-5])
+    put(out, t, "trailing_data", npy((2,), extra=b"xx"))
+    put(out, t, "huge_shape", npy((1 << 40, 1 << 40), data=b""))
+    put(out, t, "9_dims", npy((1,) * 9, data=b"\0" * 4))
+    put(out, t, "bad_magic", b"\x93NUMPZ\x01\x00\x10\x00{}")
+    put(out, t, "hlen_past_end", b"\x93NUMPY\x01\x00\xff\xff{'descr': '<f4'")
+    put(out, t, "nul_in_header", npy((2,)).replace(b"'shape'", b"'sh\0pe'"))
+
+
+# ---- safetensors ----------------------------------------------------------------------------
+
+def st_raw(header, data=b"", hlen=None):
+    h = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(h) if hlen is None else hlen) + h + data
+
+
+def seeds_safetensors(out):
+    t = "fz_safetensors"
+    import numpy as np
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for dt in ("f32", "f16", "bf16"):
+        put(out, t, "ok_" + dt, checkpoint.safetensors_bytes(
+            {"a": a, "b": np.ones((4,), np.float32), "z": np.zeros((0, 3), np.float32)}, dt,
+            metadata={"format": "pt"}))
+    put(out, t, "ok_empty_object", st_raw({}))
+    put(out, t, "ok_metadata_only", st_raw({"__metadata__": {"k": "v"}}))
+    put(out, t, "hlen_huge", st_raw({}, hlen=(1 << 64) - 1))
+    put(out, t, "hlen_zero", st_raw(b"", hlen=0))
+    put(out, t, "hlen_past_end", st_raw({"a": 1}, hlen=1000))
+    put(out, t, "not_object", st_raw([1, 2, 3]))
+    put(out, t, "shape_overflow", st_raw(
+        {"w": {"dtype": "F32", "shape": [4194305, 4194305, 211106198978564], "data_offsets": [0, 4]}},
+        b"\0" * 4))
+    put(out, t, "shape_2_2e64m2", st_raw(
+        b'{"w":{"dtype":"F32","shape":[2,18446744073709551614],"data_offsets":[0,8]}}', b"\0" * 8))
+    put(out, t, "ten_at_0_16", st_raw(
+        {"t%d" % i: {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]} for i in range(10)},
+        b"\0" * 16))
+    valid = checkpoint.safetensors_bytes({"a": a}, "f32")
+    put(out, t, "trailing_pickle", valid + b"\x80\x02}q\x00.")
+    put(out, t, "ok_zero_size_reuse", st_raw(
+        {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+         "e": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
+         "f": {"dtype": "F16", "shape": [0, 7], "data_offsets": [8, 8]}}, b"\0" * 8))
+    put(out, t, "end_before_begin", st_raw(
+        {"a": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}}, b"\0" * 8))
+    put(out, t, "negative_offset", st_raw(
+        {"a": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}}, b"\0" * 8))
+    put(out, t, "unsupported_dtype", st_raw(
+        {"a": {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}}, b"\0" * 8))
+    put(out, t, "unknown_dtype", st_raw(
+        {"a": {"dtype": "Q4_0", "shape": [1], "data_offsets": [0, 8]}}, b"\0" * 8))
+    put(out, t, "duplicate_key", st_raw(
+        b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+        b'"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', b"\0" * 8))
+    put(out, t, "nine_dims", st_raw(
+        {"a": {"dtype": "F32", "shape": [1] * 9, "data_offsets": [0, 4]}}, b"\0" * 4))
+    put(out, t, "float_shape", st_raw(
+        {"a": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}}, b"\0" * 4))
+    put(out, t, "escaped_name", st_raw(
+        b'{"\\u0000a\\ud800":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}', b"\0" * 4))
+
+
+# ---- model folder: config.json NUL model.safetensors ----------------------------------------
+
+def seeds_model_load(out):
+    t = "fz_model_load"
+    variants = [
+        ("f32", dict()),
+        ("f16", dict(dtype="f16")),
+        ("bf16_noprefix", dict(dtype="bf16", prefix=False)),
+        ("untied", dict(lm_head="untied")),
+        ("tied_stored", dict(lm_head="tied")),
+        ("buffers", dict(buffers=True)),
+    ]
+    with tempfile.TemporaryDirectory(prefix="qkv-seeds-") as tmp:
+        for name, kw in variants:
+            d = os.path.join(tmp, name)
+            layers = 1
+            checkpoint.write_checkpoint(d, layers=layers, heads=1 if name != "untied" else 2,
+                                        embd=8, ctx=8, vocab=300, tokenizer="none", **kw)
+            with open(os.path.join(d, "config.json"), "rb") as f:
+                cfg = f.read()
+            with open(os.path.join(d, "model.safetensors"), "rb") as f:
+                st = f.read()
+            put(out, t, "ok_" + name, cfg + b"\0" + st)
+        # the config and a weights file that disagree
+        d = os.path.join(tmp, "f32")
+        with open(os.path.join(d, "model.safetensors"), "rb") as f:
+            st = f.read()
+        cfg = json.loads(open(os.path.join(d, "config.json")).read())
+        for key, val in [("n_embd", 16), ("n_layer", 2), ("vocab_size", 299), ("n_positions", 4),
+                         ("n_head", 3), ("layer_norm_epsilon", 0), ("n_inner", 7),
+                         ("model_type", "llama"), ("activation_function", "relu"),
+                         ("n_ctx", "8")]:
+            c = dict(cfg)
+            c[key] = val
+            put(out, t, "cfg_%s" % key, json.dumps(c).encode() + b"\0" + st)
+        put(out, t, "empty_cfg", b"{}\0" + st)
+        put(out, t, "no_weights", json.dumps(cfg).encode() + b"\0")
+
+
+# ---- tokenizer --------------------------------------------------------------------------------
+
+TEXTS = [
+    b"Hello world! It's 2024, isn't it?",
+    b"The keys to the cabinet were on the table.",
+    "caf\u00e9 \u65e5\u672c\u8a9e \U0001F917 \u043f\u0440\u0438\u0432\u0435\u0442".encode(),
+    b"<|endoftext|>Once upon a time<|endoftext|>",
+    b"\xff\xfe\xc3( \xed\xa0\x80 \xf4\x90\x80\x80 \xc0\xaf \xe2\x82",
+    b"  \t\n\n   \r\n\xc2\x85\xe3\x80\x80\xe2\x80\xa8 x",
+    b"they'll we've I'm 'S 'LL  's 123456789 3.14",
+    b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    b"",
+    # long pieces: the heap-based merge path, long whitespace runs, long invalid runs
+    b"x" * 5000,
+    b"ab" * 2500,
+    b" " * 3000 + b"a",
+    bytes(range(256)) * 8,
+    "\u65e5\u672c".encode() * 800,
+]
+
+
+def seeds_tok_encode(out):
+    t = "fz_tok_encode"
+    for i, s in enumerate(TEXTS):
+        put(out, t, "ok_plain_%d" % i, b"\0" + s)
+        put(out, t, "ok_special_%d" % i, b"\1" + s)
+
+
+def seeds_tok_load(out):
+    t = "fz_tok_load"
+    with tempfile.TemporaryDirectory(prefix="qkv-seeds-") as tmp:
+        for n in (300, 260):
+            checkpoint.write_tokenizer(tmp, n, "tiny")
+            v = open(os.path.join(tmp, "vocab.json"), "rb").read()
+            m = open(os.path.join(tmp, "merges.txt"), "rb").read()
+            put(out, t, "ok_tiny_%d" % n, v + b"\0" + m)
+    b2u = checkpoint.bytes_to_unicode()
+    alphabet = [b2u[b] for b in range(256)]
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    vocab["\u0120t"] = 256
+    vocab["he"] = 257
+    vocab["\u0120the"] = 258
+    vocab["<|endoftext|>"] = 259
+    merges = "#version: 0.2\n\u0120 t\nh e\n\u0120t he\n"
+    put(out, t, "ok_small", json.dumps(vocab).encode() + b"\0" + merges.encode())
+    put(out, t, "no_merges", json.dumps(vocab).encode() + b"\0")
+    put(out, t, "merge_unknown", json.dumps(vocab).encode() + b"\0#version: 0.2\nx y\n")
+    put(out, t, "merge_result_missing", json.dumps(vocab).encode() + b"\0#version: 0.2\na b\n")
+    put(out, t, "bad_id", b'{"a": -1, "b": 1.5}\0')
+    put(out, t, "dup_id", b'{"a": 0, "b": 0}\0')
+    put(out, t, "huge_id", b'{"a": 4294967296}\0')
+    put(out, t, "sparse_ids", b'{"a": 0, "b": 1000000}\0')
+    put(out, t, "not_alphabet", '{"\u4e00": 0}\0'.encode())
+    put(out, t, "escapes", b'{"\\u0000": 0, "\\ud800": 1}\0')
+    put(out, t, "merge_three_fields", json.dumps(vocab).encode() + b"\0h e x\n")
+    put(out, t, "merge_crlf", json.dumps(vocab).encode() + "\0#version: 0.2\r\nh e\r\n\r\n".encode())
+
+
+# ---- API ----------------------------------------------------------------------------------------
+
+def seeds_api(out):
+    t = "fz_api"
+    attend = [
+        {"text": "The keys to the cabinet"},
+        {"text": "The bank", "temperature": 0.5, "causal": False, "scores": True, "top_k": 3},
+        {"text": "a b c", "layers": [1, 0], "scores": [0], "detail": {"layer": 1, "head": 1},
+         "probe": [" b", "zz"]},
+        {"text": "emoji \U0001F917", "attention": False, "top_k": 0},
+        {"text": "x" * 200},
+        {"text": "", "top_k": 50},
+        {"text": "a", "temperature": 1e-30, "top_k": 1000},
+        {"text": "a b", "layers": [-1, 99], "detail": {"layer": 0, "head": 5}},
+        {"text": "bank", "temperature": "hot"},
+        {"text": 5},
+        {"text": "a", "unknown_key": 1},
+    ]
+    for i, body in enumerate(attend):
+        put(out, t, ("ok_attend_%d" if i < 4 else "attend_%d") % i, b"\0" + json.dumps(body).encode())
+    compare = [
+        {"a": "the bank of the river", "b": "money in the bank", "word": "bank"},
+        {"a": "the bank of the river", "b": "money in the bank", "word": "bank", "index_a": 1},
+        {"a": "x", "b": "y", "word": "z"},
+        {"a": "", "b": "", "word": ""},
+        {"a": "bank bank", "b": "bank", "word": "bank", "index_a": 5, "index_b": -1},
+    ]
+    for i, body in enumerate(compare):
+        put(out, t, ("ok_compare_%d" if i < 2 else "compare_%d") % i, b"\1" + json.dumps(body).encode())
+    put(out, t, "ok_model", b"\2")
+    put(out, t, "model_post", b"\6{}")
+    put(out, t, "nope", b"\3{}")
+    put(out, t, "attend_get", b"\4")
+    put(out, t, "invalid_json", b"\0{\"text\":\"abc")
+    put(out, t, "nul_escape", b"\0{\"text\":\"a\\u0000b\"}")
+    put(out, t, "lone_surrogate", b"\0{\"text\":\"a\\ud800b\"}")
+    put(out, t, "deep_nesting", b"\0" + b"[" * 3000 + b"]" * 3000)
+    put(out, t, "duplicate", b"\0{\"text\":\"a\",\"text\":\"b\"}")
+
+
+# ---- attention views ------------------------------------------------------------------------------
+
+def seeds_viz(out):
+    t = "fz_viz"
+    toks = [
+        [b"The", b" keys", b" to"],
+        [b"\x00\x01\x1b[31m", b"\x7f\xc2\x85", b"\xe2\x80\xae", b"\xe2\x80\xa8"],
+        [b"\"", b"<&>", b"',\r\n", b"\\u0000"],
+        [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf0\x9f\xa4", b"\xf0\x9f\xa4\x97", b"\xe6\x97\xa5"],
+        [b" ", b"\t", b"\n\n", b"  x"],
+        [b"x" * 200],
+    ]
+    for i, ts in enumerate(toks):
+        for flags in (0, 3, 4 + 8 + 16, 0xF8):
+            put(out, t, "ok_%d_%02x" % (i, flags),
+                bytes([flags, len(ts) - 1]) + b"\xfe".join(ts))
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_seeds.py OUT_DIR")
+    out = sys.argv[1]
+    seeds_npy(out)
+    seeds_safetensors(out)
+    seeds_model_load(out)
+    seeds_tok_encode(out)
+    seeds_tok_load(out)
+    seeds_api(out)
+    seeds_viz(out)
+    n = sum(len(fs) for _, _, fs in os.walk(out))
+    print("make_seeds: %d seed files in %s" % (n, out))
+
+
+if __name__ == "__main__":
+    main()

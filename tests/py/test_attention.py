@@ -1,0 +1,142 @@
+"""test_attention.py -- `qkv attention` against PyTorch on the same .npy files, forward and
+backward (autograd), through the command line.
+
+PyTorch 1.13 (Debian's python3-torch) has no public scaled_dot_product_attention with a
+scale, a bottom-right causal mask or grouped heads, so the oracle is the same formula in
+float64 with autograd: temperature is a scale change, GQA repeats key/value heads
+(repeat_interleave), and the private 1.13 `_scaled_dot_product_attention` is checked too
+where it applies (Nq == Nk, default scale). Tolerances: out, lse, probs 2e-5 per element
+(relative to 1 + |ref|); dq, dk, dv 1e-4 relative to the largest gradient.
+"""
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import test, run_all, qkv, tmpdir, Skip  # noqa: E402
+
+try:
+    import numpy as np
+    import torch
+except ImportError as e:  # pragma: no cover - .ci/run installs both
+    np = torch = None
+    IMPORT_ERROR = str(e)
+
+
+def need_torch():
+    if torch is None:
+        raise Skip("numpy/torch not importable: %s" % IMPORT_ERROR)
+
+
+def oracle(q, k, v, causal, scale, temperature, dout):
+    """float64 attention with autograd: out, lse, probs, dq, dk, dv."""
+    q, k, v = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (q, k, v))
+    hq, hkv = q.shape[1], k.shape[1]
+    kk = k.repeat_interleave(hq // hkv, dim=1)
+    vv = v.repeat_interleave(hq // hkv, dim=1)
+    nq, nk, d = q.shape[2], k.shape[2], q.shape[3]
+    sc = (1.0 / d ** 0.5 if scale is None else scale) / temperature
+    s = (q @ kk.transpose(-2, -1)) * sc
+    if causal:
+        i = torch.arange(nq).unsqueeze(1)
+        j = torch.arange(nk).unsqueeze(0)
+        s = s.masked_fill(j > i + (nk - nq), float("-inf"))
+    lse = torch.logsumexp(s, dim=-1)
+    seen = torch.isfinite(lse).unsqueeze(-1)
+    p = torch.where(seen, torch.exp(s - torch.where(seen, lse.unsqueeze(-1), torch.zeros_like(lse).unsqueeze(-1))),
+                    torch.zeros_like(s))
+    out = p @ vv
+    out.backward(torch.tensor(dout, dtype=torch.float64))
+    return [x.detach().numpy() for x in (out, lse, p, q.grad, k.grad, v.grad)]
+
+
+def run_case(b, hq, hkv, nq, nk, d, causal=False, scale=None, temperature=1.0, amp=1.0, seed=0,
+             simd=None, threads=None):
+    rng = np.random.default_rng(seed)
+    q = (rng.uniform(-1, 1, (b, hq, nq, d)) * amp).astype(np.float32)
+    k = (rng.uniform(-1, 1, (b, hkv, nk, d)) * amp).astype(np.float32)
+    v = rng.uniform(-1, 1, (b, hkv, nk, d)).astype(np.float32)
+    dout = rng.uniform(-1, 1, (b, hq, nq, d)).astype(np.float32)
+    t = tmpdir()
+    f = {n: os.path.join(t, n + ".npy") for n in ("q", "k", "v", "do", "o", "lse", "p", "dq", "dk", "dv")}
+    np.save(f["q"], q), np.save(f["k"], k), np.save(f["v"], v), np.save(f["do"], dout)
+    args = ["attention", "--q", f["q"], "--k", f["k"], "--v", f["v"], "--out", f["o"], "--lse", f["lse"],
+            "--probs", f["p"], "--dout", f["do"], "--dq", f["dq"], "--dk", f["dk"], "--dv", f["dv"]]
+    if causal:
+        args.append("--causal")
+    if scale is not None:
+        args += ["--scale", repr(scale)]
+    if temperature != 1.0:
+        args += ["--temperature", repr(temperature)]
+    if threads:
+        args += ["--threads", threads]
+    env = {"QKV_SIMD": simd} if simd else None
+    try:
+        qkv(*args, env=env)
+        got = [np.load(f[n]) for n in ("o", "lse", "p", "dq", "dk", "dv")]
+    finally:
+        shutil.rmtree(t, ignore_errors=True)
+    want = oracle(q, k, v, causal, scale, temperature, dout)
+    big = 500.0 if amp > 4 else 1.0
+    what = "b=%d hq=%d hkv=%d nq=%d nk=%d d=%d causal=%s scale=%s T=%s amp=%s simd=%s" % (
+        b, hq, hkv, nq, nk, d, causal, scale, temperature, amp, simd)
+    for name, g, w in zip(("out", "lse", "probs"), got[:3], want[:3]):
+        assert g.shape == w.shape, "%s: %s shape %s, expected %s" % (what, name, g.shape, w.shape)
+        assert np.all(np.isfinite(g) | (np.isneginf(g) & np.isneginf(w))), "%s: %s has NaN/inf" % (what, name)
+        same_inf = np.isneginf(g) == np.isneginf(w)
+        assert same_inf.all(), "%s: %s -inf rows differ" % (what, name)
+        fin = np.isfinite(w)
+        err = np.max(np.abs(g[fin] - w[fin]) / (1 + np.abs(w[fin])), initial=0.0)
+        assert err <= 2e-5 * big, "%s: %s err %.3g > tol %.3g" % (what, name, err, 2e-5 * big)
+    for name, g, w in zip(("dq", "dk", "dv"), got[3:], want[3:]):
+        assert g.shape == w.shape and np.all(np.isfinite(g)), "%s: %s shape/finite" % (what, name)
+        err = np.max(np.abs(g - w), initial=0.0) / max(1.0, np.max(np.abs(w), initial=0.0))
+        assert err <= 1e-4 * big, "%s: %s err %.3g > tol %.3g" % (what, name, err, 1e-4 * big)
+    return q, k, v, got
+
+
+@test
+def forward_backward_match_torch():
+    need_torch()
+    for causal in (False, True):
+        run_case(2, 4, 4, 37, 37, 64, causal)
+        run_case(1, 6, 2, 50, 83, 128, causal)       # GQA, Nq != Nk
+        run_case(1, 3, 1, 70, 20, 17, causal)        # MQA, Nq > Nk: causal rows see nothing
+        run_case(1, 2, 1, 1, 130, 256, causal)       # one query, d = 256
+        run_case(1, 1, 1, 9, 9, 1, causal)           # d = 1
+
+
+@test
+def options_match_torch():
+    need_torch()
+    run_case(1, 4, 2, 33, 47, 64, True, scale=0.3)
+    run_case(1, 4, 2, 33, 47, 64, False, temperature=0.25)
+    run_case(2, 2, 2, 40, 40, 32, True, scale=0.05, temperature=3.0)
+    run_case(1, 2, 2, 45, 60, 64, True, scale=1.0, amp=8 * (1000 / 64) ** 0.5)  # logits ~ 1e3
+
+
+@test
+def every_simd_path_and_thread_count():
+    need_torch()
+    for simd in ("scalar", "avx2", "avx512"):
+        for threads in ("1", "2"):
+            run_case(1, 4, 2, 29, 61, 48, True, temperature=0.7, simd=simd, threads=threads, seed=3)
+
+
+@test
+def matches_torch_private_sdpa():
+    """The 1.13 private `_scaled_dot_product_attention` (top-left causal, default scale)."""
+    need_torch()
+    f = getattr(torch.nn.functional, "_scaled_dot_product_attention", None)
+    if f is None:
+        raise Skip("torch %s has no _scaled_dot_product_attention" % torch.__version__)
+    for causal in (False, True):
+        q, k, v, got = run_case(1, 3, 3, 64, 64, 64, causal, seed=7)
+        r = f(torch.tensor(q), torch.tensor(k), torch.tensor(v), None, 0.0, False, causal)
+        want = (r[0] if isinstance(r, tuple) else r).numpy()
+        err = np.max(np.abs(got[0] - want))
+        assert err <= 1e-5, "causal=%s: max |out - torch sdpa| = %.3g > 1e-5" % (causal, err)
+
+
+if __name__ == "__main__":
+    run_all()
