@@ -534,3 +534,28 @@ void qkv__viz_heads_text(const qkv_viz_data *d, const qkv_viz_view *v, char *buf
     else
         snprintf(buf, cap, "head %d (of %d)", v->head, d->n_head);
 }
+
+qkv_status qkv__viz_begin(const qkv_viz_data *d, const qkv_viz_view *v, const char *fn, char **out,
+                          int always_scratch, qkv__viz_labels *lab, int **panels, int *n_panels,
+                          float **scratch) {
+    *panels = NULL;
+    *n_panels = 0;
+    *scratch = NULL;
+    qkv_status st = qkv_viz_validate(d, v);
+    if (st) return st;
+    if (!out) return qkv__fail(QKV_EINVAL, "%s: out is NULL", fn);
+    if ((st = qkv__viz_labels_make(d, lab))) return st;
+    size_t n = (size_t)d->n_tokens;
+    if ((st = qkv__viz_panels(d, v, panels, n_panels))) goto fail;
+    if ((always_scratch || qkv__viz_needs_scratch(v)) && !(*scratch = malloc(sizeof(float) * n * n))) {
+        st = qkv__fail(QKV_ENOMEM, "%s: out of memory for %zu x %zu", fn, n, n);
+        goto fail;
+    }
+    return QKV_OK;
+fail:
+    free(*panels);
+    *panels = NULL;
+    *n_panels = 0;
+    qkv__viz_labels_free(lab);
+    return st;
+}

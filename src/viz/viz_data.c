@@ -40,24 +40,14 @@ static void json_float(qkv__vbuf *b, float x) {
 }
 
 qkv_status qkv_viz_json(const qkv_viz_data *d, const qkv_viz_view *v, char **out, size_t *len) {
-    qkv_status st = qkv_viz_validate(d, v);
+    qkv__viz_labels lab;
+    int *panels, n_panels;
+    float *scratch;
+    qkv_status st = qkv__viz_begin(d, v, "qkv_viz_json", out, 0, &lab, &panels, &n_panels, &scratch);
     if (st)
         return st;
-    if (!out)
-        return qkv__fail(QKV_EINVAL, "qkv_viz_json: out is NULL");
-    qkv__viz_labels lab;
-    if ((st = qkv__viz_labels_make(d, &lab)))
-        return st;
-    int *panels = NULL, n_panels = 0;
     int n = d->n_tokens;
-    float *scratch = NULL;
     char *name = NULL;
-    if ((st = qkv__viz_panels(d, v, &panels, &n_panels)))
-        goto done;
-    if (qkv__viz_needs_scratch(v) && !(scratch = malloc(sizeof(float) * (size_t)n * (size_t)n))) {
-        st = qkv__fail(QKV_ENOMEM, "qkv_viz_json: out of memory for %d x %d", n, n);
-        goto done;
-    }
     const char *mn = qkv__viz_model_name(d);
     if ((st = qkv_viz_label(mn, strlen(mn), 0, &name)))
         goto done;
@@ -187,23 +177,13 @@ static void csv_field(qkv__vbuf *b, const char *s) {
 }
 
 qkv_status qkv_viz_csv(const qkv_viz_data *d, const qkv_viz_view *v, char **out, size_t *len) {
-    qkv_status st = qkv_viz_validate(d, v);
+    qkv__viz_labels lab;
+    int *panels, n_panels;
+    float *scratch;
+    qkv_status st = qkv__viz_begin(d, v, "qkv_viz_csv", out, 0, &lab, &panels, &n_panels, &scratch);
     if (st)
         return st;
-    if (!out)
-        return qkv__fail(QKV_EINVAL, "qkv_viz_csv: out is NULL");
-    qkv__viz_labels lab;
-    if ((st = qkv__viz_labels_make(d, &lab)))
-        return st;
-    int *panels = NULL, n_panels = 0;
     int n = d->n_tokens;
-    float *scratch = NULL;
-    if ((st = qkv__viz_panels(d, v, &panels, &n_panels)))
-        goto done;
-    if (qkv__viz_needs_scratch(v) && !(scratch = malloc(sizeof(float) * (size_t)n * (size_t)n))) {
-        st = qkv__fail(QKV_ENOMEM, "qkv_viz_csv: out of memory for %d x %d", n, n);
-        goto done;
-    }
     qkv__vbuf b = {0};
     qkv__vb_puts(&b, "layer,head,query_index,query_token,key_index,key_token,weight\n");
     int i0 = v->query >= 0 ? v->query : 0, i1 = v->query >= 0 ? v->query + 1 : n;
@@ -233,7 +213,6 @@ qkv_status qkv_viz_csv(const qkv_viz_data *d, const qkv_viz_view *v, char **out,
             break;
     }
     st = qkv__vb_finish(&b, out, len, "CSV view");
-done:
     free(scratch);
     free(panels);
     qkv__viz_labels_free(&lab);

@@ -61,6 +61,13 @@ int qkv__viz_needs_scratch(const qkv_viz_view *v);
 qkv_status qkv__viz_panels(const qkv_viz_data *d, const qkv_viz_view *v, int **panels,
                            int *n_panels);
 
+/* The start every file renderer shares: validate d and v, make the labels, list the panels
+ * and allocate the [N, N] scratch (always when always_scratch, else only when the view needs
+ * it). fn names the caller in messages. On failure nothing is left allocated. */
+qkv_status qkv__viz_begin(const qkv_viz_data *d, const qkv_viz_view *v, const char *fn, char **out,
+                          int always_scratch, qkv__viz_labels *lab, int **panels, int *n_panels,
+                          float **scratch);
+
 /* Does the view draw a mean of heads (so renderers need scratch for it)? */
 int qkv__viz_has_mean(const qkv_viz_view *v);
 /* The heads a view draws, for titles: "all 12 heads", "head 3 (of 12)", "mean of 12 heads",

@@ -164,24 +164,15 @@ static void tick_label(char *buf, size_t cap, float x, float vmax) {
 }
 
 qkv_status qkv_viz_svg(const qkv_viz_data *d, const qkv_viz_view *v, char **out, size_t *len) {
-    qkv_status st = qkv_viz_validate(d, v);
+    qkv__viz_labels lab;
+    int *panels, np;
+    float *scratch;
+    qkv_status st = qkv__viz_begin(d, v, "qkv_viz_svg", out, 1, &lab, &panels, &np, &scratch);
     if (st)
         return st;
-    if (!out)
-        return qkv__fail(QKV_EINVAL, "qkv_viz_svg: out is NULL");
-    qkv__viz_labels lab;
-    if ((st = qkv__viz_labels_make(d, &lab)))
-        return st;
-    int *panels = NULL, np = 0, n = d->n_tokens;
-    float *scratch = NULL;
+    int n = d->n_tokens;
     char *name = NULL;
     qkv__vbuf b = {0};
-    if ((st = qkv__viz_panels(d, v, &panels, &np)))
-        goto done;
-    if (!(scratch = malloc(sizeof(float) * (size_t)n * (size_t)n))) {
-        st = qkv__fail(QKV_ENOMEM, "SVG view: out of memory for %d x %d", n, n);
-        goto done;
-    }
     const char *mn = qkv__viz_model_name(d);
     if ((st = qkv_viz_label(mn, strlen(mn), 0, &name)))
         goto done;
