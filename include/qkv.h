@@ -453,6 +453,8 @@ typedef struct qkv_train_opts {
     int resume;             /* continue exactly from out_dir's last checkpoint */
     /* model (from init_dir / the checkpoint when resuming) */
     int n_layer, n_head, n_embd, n_ctx; /* defaults 4, 4, 256, 256 */
+    int sinusoid_wpe;       /* nonzero: start wpe as the Transformer's sine/cosine position
+                               code (still trained) instead of N(0, 0.02) */
     /* schedule */
     int batch;              /* B sequences per micro-batch (default 8) */
     int seq_len;            /* T (0 = n_ctx) */
@@ -466,6 +468,8 @@ typedef struct qkv_train_opts {
     float weight_decay;     /* AdamW, matrices only (default 0.1) */
     float beta1, beta2, adam_eps; /* defaults 0.9, 0.95, 1e-8 */
     float grad_clip;        /* global-norm clip (default 1.0; 0 = off) */
+    float dropout;          /* residual dropout: embeddings, attention and MLP outputs
+                               (default 0 = off; evaluation never drops) */
     uint64_t seed;          /* init and batch sampling (default 1337) */
     int sequential;         /* nonzero: consecutive windows instead of random ones */
     int eval_every;         /* steps between validation losses (default 100; 0 = never) */

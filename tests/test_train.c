@@ -436,7 +436,83 @@ static void test_init_statistics(void) {
         else ASSERT_CLOSE(s2, 0.0, 0);
         off += sizes[k];
     }
+    /* the sinusoid position code replaces wpe only, at wte's per-element RMS */
+    qkv__gpt2_init_sinusoid_wpe(&cfg, b2);
+    ASSERT(!memcmp(b, b2, sizes[0] * sizeof(float)));
+    ASSERT(!memcmp(b + sizes[0] + sizes[1], b2 + sizes[0] + sizes[1],
+                   (n - sizes[0] - sizes[1]) * sizeof(float)));
+    const float *pe = b2 + sizes[0];
+    double s2 = 0;
+    for (size_t i = 0; i < sizes[1]; i++) s2 += (double)pe[i] * pe[i];
+    ASSERT_CLOSE(sqrt(s2 / sizes[1]), 0.02, 1e-6);
+    ASSERT_CLOSE(pe[5 * 64 + 0], 0.02 * sqrt(2.0) * sin(5.0), 1e-7);
+    ASSERT_CLOSE(pe[5 * 64 + 3], 0.02 * sqrt(2.0) * cos(5.0 / pow(10000.0, 2.0 / 64)), 1e-7);
     free(b), free(b2);
+}
+
+/* ---- dropout -------------------------------------------------------------------------- */
+
+static void test_dropout_mask(void) {
+    enum { N = 200000 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float)), *z = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = 1.0f + (float)(i % 7);
+    qkv__dropout(y, x, N, 0.25f, 99);
+    size_t zeros = 0;
+    for (int i = 0; i < N; i++) {
+        if (y[i] == 0.0f) zeros++;
+        else ASSERT_CLOSE(y[i], x[i] / 0.75f, 1e-6 * y[i]);
+    }
+    /* binomial: sd of the dropped fraction is sqrt(0.25 * 0.75 / N) = 0.001 */
+    ASSERT_MSG(fabs((double)zeros / N - 0.25) < 0.005, "dropped %.4f, want 0.25", (double)zeros / N);
+    /* the mask is a function of (key, index) only: any thread count, in place or not */
+    qkv_set_threads(1);
+    memcpy(z, x, N * sizeof(float));
+    qkv__dropout(z, z, N, 0.25f, 99);
+    qkv_set_threads(2);
+    ASSERT(!memcmp(y, z, N * sizeof(float)));
+    qkv__dropout(z, x, N, 0.25f, 100);
+    ASSERT_MSG(memcmp(y, z, N * sizeof(float)), "a different key gave the same mask");
+    free(x), free(y), free(z);
+}
+
+/* With dropout on, the loss for a fixed key is a deterministic function of the weights: its
+ * gradient (masks regenerated in the backward) must match finite differences. */
+static void test_dropout_grad_finite_differences(void) {
+    qkv_model *m = tiny_model(2, 2, 8, 6, 11, 9);
+    ASSERT(m);
+    qkv__trainer t;
+    ASSERT_OK(qkv__trainer_init(&t, m, 2, 6));
+    int in[12] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8}, tg[12] = {1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9};
+    float l0, loss;
+    ASSERT_OK(qkv__trainer_micro(&t, in, tg, 2, 6, 1.0f, &l0)); /* dropout off */
+    memset(t.grads, 0, t.n_params * sizeof(float));
+    t.acts.dropout = 0.3f;
+    t.acts.dropout_key = 0xABCDEF;
+    ASSERT_OK(qkv__trainer_micro(&t, in, tg, 2, 6, 1.0f, &loss));
+    ASSERT_MSG(fabsf(loss - l0) > 1e-4f, "dropout 0.3 left the loss at %g", (double)l0);
+    const float h = 1e-2f;
+    size_t off = 0;
+    int checked = 0, zero = 0;
+    for (int k = 0; k < QKV__GPT2_N_TENSORS; k++) {
+        for (int j = 0; j < 6; j++) {
+            size_t i = off + (size_t)(test_rand_u64(&seed) % t.sizes[k]);
+            float keep = t.params[i], lp, lm;
+            t.params[i] = keep + h;
+            ASSERT_OK(qkv__gpt2_train_forward(&t.cfg, &t.p, &t.acts, in, tg, 2, 6, &lp));
+            t.params[i] = keep - h;
+            ASSERT_OK(qkv__gpt2_train_forward(&t.cfg, &t.p, &t.acts, in, tg, 2, 6, &lm));
+            t.params[i] = keep;
+            double num = ((double)lp - lm) / (2 * h);
+            CHECK_GRAD(t.grads[i], num, 5e-4, 3e-2, "model param with dropout", (int)i);
+            checked++;
+            zero += t.grads[i] == 0.0f;
+        }
+        off += t.sizes[k];
+    }
+    ASSERT_EQ_INT(checked, 96);
+    ASSERT(zero < checked / 2);
+    qkv__trainer_free(&t);
+    qkv_model_free(m);
 }
 
 int main(void) {
@@ -453,5 +529,7 @@ int main(void) {
     RUN(test_training_learns_and_is_deterministic);
     RUN(test_weight_decay_only_on_matrices);
     RUN(test_init_statistics);
+    RUN(test_dropout_mask);
+    RUN(test_dropout_grad_finite_differences);
     return test_summary();
 }

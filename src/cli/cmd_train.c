@@ -160,6 +160,8 @@ static void usage(FILE *f) {
         "  --vocab-size N      else train a byte-level BPE of N tokens on the corpus (4096)\n"
         "model (ignored with --resume / --init):\n"
         "  --layers L --heads H --embd C --ctx T    default 4, 4, 256, 256\n"
+        "  --pos-init KIND     wpe starts as normal (GPT-2, N(0, 0.02)) or sinusoid (sine/cosine\n"
+        "                      position code, then trained)\n"
         "  --init DIR          start from this model's weights (e.g. to compare with PyTorch)\n"
         "schedule:\n"
         "  --steps N           optimizer steps; the cosine schedule ends here (1000)\n"
@@ -170,6 +172,7 @@ static void usage(FILE *f) {
         "  --lr X              peak learning rate (1e-3); --min-lr-frac F final/peak (0.1)\n"
         "  --warmup N          linear warm-up steps (steps/20)\n"
         "  --weight-decay X    AdamW decay on matrices (0.1); --beta1, --beta2 (0.9, 0.95)\n"
+        "  --dropout P         residual dropout on embeddings, attention and MLP outputs (0)\n"
         "  --clip X            gradient global-norm clip (1.0; 0 = off)\n"
         "  --seed S            initialisation and batch order (1337)\n"
         "  --sequential        consecutive windows instead of random ones\n"
@@ -208,6 +211,11 @@ int qkv__cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--out")) o.out_dir = v;
         else if (!strcmp(a, "--vocab")) o.vocab_dir = v;
         else if (!strcmp(a, "--init")) o.init_dir = v;
+        else if (!strcmp(a, "--pos-init")) {
+            if (!strcmp(v, "sinusoid")) o.sinusoid_wpe = 1;
+            else if (!strcmp(v, "normal")) o.sinusoid_wpe = 0;
+            else return qkv__cli_usage_error(cmd, "--pos-init: '%s' is not normal or sinusoid", v);
+        }
         else if (!strcmp(a, "--export")) o.export_dir = v;
         else if (!strcmp(a, "--vocab-size")) rc = qkv__cli_parse_int(cmd, a, v, 257, 262144, &o.vocab_size);
         else if (!strcmp(a, "--layers")) rc = qkv__cli_parse_int(cmd, a, v, 1, 1024, &o.n_layer);
@@ -240,6 +248,7 @@ int qkv__cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--weight-decay")) { rc = qkv__cli_parse_float(cmd, a, v, 0.0, 10.0, &d); o.weight_decay = (float)d; }
         else if (!strcmp(a, "--beta1")) { rc = qkv__cli_parse_float(cmd, a, v, 0.0, 0.999999, &d); o.beta1 = (float)d; }
         else if (!strcmp(a, "--beta2")) { rc = qkv__cli_parse_float(cmd, a, v, 0.0, 0.999999, &d); o.beta2 = (float)d; }
+        else if (!strcmp(a, "--dropout")) { rc = qkv__cli_parse_float(cmd, a, v, 0.0, 0.95, &d); o.dropout = (float)d; }
         else if (!strcmp(a, "--clip")) { rc = qkv__cli_parse_float(cmd, a, v, 0.0, 1e6, &d); o.grad_clip = (float)d; }
         else if (!strcmp(a, "--val-fraction")) { rc = qkv__cli_parse_float(cmd, a, v, 1e-6, 0.49, &d); o.val_fraction = (float)d; }
         else {

@@ -600,6 +600,7 @@ static qkv_status evaluate(run *r, int max_windows, double *mean, double *sum_ou
             memcpy(r->batch_tg + (size_t)b * T, src + 1, (size_t)T * sizeof(int));
         }
         float ml;
+        r->tr.acts.dropout = 0.0f;
         qkv_status st = qkv__gpt2_train_forward(&r->tr.cfg, &r->tr.p, &r->tr.acts, r->batch_in,
                                                 r->batch_tg, B, T, &ml);
         if (st) return st;
@@ -667,6 +668,8 @@ static qkv_status check_opts(const qkv_train_opts *o) {
     if (!o->vocab_dir && (o->vocab_size < 257 || o->vocab_size > 65536 * 4))
         return qkv__fail(QKV_ERANGE, "train: vocabulary size %d outside [257, 262144] (256 bytes + "
                          "merges + <|endoftext|>)", o->vocab_size);
+    if (!(o->dropout >= 0.0f && o->dropout < 1.0f))
+        return qkv__fail(QKV_ERANGE, "train: dropout %g outside [0, 1)", (double)o->dropout);
     if (o->stop_after < 0) return qkv__fail(QKV_ERANGE, "train: stop-after %d < 0", o->stop_after);
     if (!(o->minutes >= 0.0)) return qkv__fail(QKV_ERANGE, "train: minutes %g < 0", o->minutes);
     return QKV_OK;
@@ -711,6 +714,7 @@ qkv_status qkv_train(const qkv_train_opts *opts) {
         if ((st = qkv__model_create(&cfg, &r->model))) goto done;
         size_t n;
         qkv__gpt2_init_weights(&cfg, qkv__model_params_block(r->model, &n), opts->seed);
+        if (opts->sinusoid_wpe) qkv__gpt2_init_sinusoid_wpe(&cfg, qkv__model_params_block(r->model, &n));
     }
     const qkv_model_config *cfg = qkv_model_get_config(r->model);
     r->T = opts->seq_len ? opts->seq_len : cfg->n_ctx;
@@ -761,6 +765,10 @@ qkv_status qkv_train(const qkv_train_opts *opts) {
         double loss_sum = 0.0;
         for (int m = 0; m < r->accum; m++) {
             next_batch(r);
+            /* masks depend on (seed, step, micro-batch) only: resume replays them exactly */
+            r->tr.acts.dropout = opts->dropout;
+            r->tr.acts.dropout_key = opts->seed * 0x9E3779B97F4A7C15ULL ^
+                                     ((uint64_t)r->tr.step << 20) ^ (uint64_t)m;
             float l;
             if ((st = qkv__trainer_micro(&r->tr, r->batch_in, r->batch_tg, r->B, r->T,
                                          1.0f / (float)r->accum, &l)))

@@ -83,6 +83,30 @@ void qkv__encoder_backward(float *dwte, float *dwpe, const float *dout, const in
     }
 }
 
+/* ---- dropout -------------------------------------------------------------------------- */
+
+static inline uint64_t mix64(uint64_t z) { /* splitmix64's finaliser */
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+void qkv__dropout(float *dst, const float *src, size_t n, float p, uint64_t key) {
+    /* keep when the top 24 bits of the hash are >= p * 2^24 */
+    uint64_t cut = (uint64_t)((double)p * 16777216.0);
+    float scale = 1.0f / (1.0f - p);
+    uint64_t k = mix64(key);
+#pragma omp parallel for num_threads(n_threads()) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (mix64(k + i * 0x9E3779B97F4A7C15ULL) >> 40) >= cut ? src[i] * scale : 0.0f;
+}
+
+/* The mask key of one dropout site: 0 = embeddings, 1 + 2l = layer l's attention output,
+ * 2 + 2l = its MLP output. */
+static uint64_t site_key(const qkv__train_acts *a, int site) {
+    return mix64(a->dropout_key ^ ((uint64_t)(site + 1) * 0xD1B54A32D192ED03ULL));
+}
+
 /* ---- layernorm ------------------------------------------------------------------------ */
 
 void qkv__layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -335,6 +359,8 @@ qkv_status qkv__gpt2_train_forward(const qkv_model_config *cfg, const qkv__gpt2_
     float eps = cfg->layer_norm_eps;
 
     qkv__encoder_forward(a->encoded, inputs, p->wte, p->wpe, B, T, C);
+    float drop = a->dropout;
+    if (drop > 0.0f) qkv__dropout(a->encoded, a->encoded, N * C, drop, site_key(a, 0));
     qkv_attn_desc d;
     attn_desc(&d, B, T, C, NH);
     for (int l = 0; l < L; l++) {
@@ -355,6 +381,7 @@ qkv_status qkv__gpt2_train_forward(const qkv_model_config *cfg, const qkv__gpt2_
         /* attproj goes straight into residual2, then the residual is added */
         qkv__matmul_forward(residual2, atty, 3 * C, p->proj_w + (size_t)l * C * C,
                             p->proj_b + l * C, (int)N, C, C);
+        if (drop > 0.0f) qkv__dropout(residual2, residual2, N * C, drop, site_key(a, 1 + 2 * l));
         for (size_t i = 0; i < N * C; i++) residual2[i] += residual[i];
         qkv__layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p->ln2_w + l * C,
                                p->ln2_b + l * C, (int)N, C, eps);
@@ -363,6 +390,7 @@ qkv_status qkv__gpt2_train_forward(const qkv_model_config *cfg, const qkv__gpt2_
         qkv__gelu_forward(fch_gelu, fch, N * 4 * C);
         qkv__matmul_forward(residual3, fch_gelu, 4 * C, p->fcproj_w + (size_t)l * 4 * C * C,
                             p->fcproj_b + l * C, (int)N, 4 * C, C);
+        if (drop > 0.0f) qkv__dropout(residual3, residual3, N * C, drop, site_key(a, 2 + 2 * l));
         for (size_t i = 0; i < N * C; i++) residual3[i] += residual2[i];
     }
     const float *last = a->residual3 + (L - 1) * capN * C;
@@ -384,6 +412,7 @@ qkv_status qkv__gpt2_train_backward(const qkv_model_config *cfg, const qkv__gpt2
                                     const int *targets, int B, int T, float loss_scale) {
     int L = cfg->n_layer, C = cfg->n_embd, V = cfg->vocab_size, NH = cfg->n_head;
     size_t N = (size_t)B * T, capN = (size_t)a->B * a->T;
+    float drop = a->dropout;
     /* d(mean loss)/d logits, in place over the probabilities */
     qkv__crossentropy_backward(a->logits, targets, loss_scale / (float)N, (int)N, V);
     /* dlnf = dlogits @ wte; dwte += dlogits^T @ lnf */
@@ -403,9 +432,15 @@ qkv_status qkv__gpt2_train_backward(const qkv_model_config *cfg, const qkv__gpt2
                     *residual2 = a->residual2 + l * capN * C, *ln2 = a->ln2 + l * capN * C,
                     *ln2_mean = a->ln2_mean + l * capN, *ln2_rstd = a->ln2_rstd + l * capN,
                     *fch = a->fch + l * capN * 4 * C, *fch_gelu = a->fch_gelu + l * capN * 4 * C;
-        /* MLP: dres is d residual3; the residual add passes it to both branches */
+        /* MLP: dres is d residual3; the residual add passes it to both branches (the MLP's
+         * through its dropout mask, into dbuf_c, which is free until c_fc's backward) */
+        const float *dmlp = dres;
+        if (drop > 0.0f) {
+            qkv__dropout(a->dbuf_c, dres, N * C, drop, site_key(a, 2 + 2 * l));
+            dmlp = a->dbuf_c;
+        }
         qkv__matmul_backward(a->dbuf_4c, 4 * C, g->fcproj_w + (size_t)l * 4 * C * C,
-                             g->fcproj_b + l * C, dres, fch_gelu, 4 * C,
+                             g->fcproj_b + l * C, dmlp, fch_gelu, 4 * C,
                              p->fcproj_w + (size_t)l * 4 * C * C, (int)N, 4 * C, C);
         qkv__gelu_backward(a->dbuf_4c, fch, a->dbuf_4c, N * 4 * C);
         qkv__matmul_backward(a->dbuf_c, C, g->fc_w + (size_t)l * C * 4 * C, g->fc_b + l * 4 * C,
@@ -414,7 +449,12 @@ qkv_status qkv__gpt2_train_backward(const qkv_model_config *cfg, const qkv__gpt2
                                 p->ln2_w + l * C, ln2_mean, ln2_rstd, (int)N, C);
         /* attention: dres is now d residual2 */
         float *datty = a->dbuf_3c, *dqkv = a->dbuf_3c2;
-        qkv__matmul_backward(datty, 3 * C, g->proj_w + (size_t)l * C * C, g->proj_b + l * C, dres,
+        const float *dattn = dres;
+        if (drop > 0.0f) {
+            qkv__dropout(a->dbuf_c, dres, N * C, drop, site_key(a, 1 + 2 * l));
+            dattn = a->dbuf_c;
+        }
+        qkv__matmul_backward(datty, 3 * C, g->proj_w + (size_t)l * C * C, g->proj_b + l * C, dattn,
                              atty, 3 * C, p->proj_w + (size_t)l * C * C, (int)N, C, C);
         qkv_status st = qkv_attention_backward(&d, qkv, qkv + C, qkv + 2 * C, atty, lse, datty,
                                                dqkv, dqkv + C, dqkv + 2 * C);
@@ -424,6 +464,7 @@ qkv_status qkv__gpt2_train_backward(const qkv_model_config *cfg, const qkv__gpt2
         qkv__layernorm_backward(dres, g->ln1_w + l * C, g->ln1_b + l * C, a->dbuf_c, residual,
                                 p->ln1_w + l * C, ln1_mean, ln1_rstd, (int)N, C);
     }
+    if (drop > 0.0f) qkv__dropout(dres, dres, N * C, drop, site_key(a, 0));
     qkv__encoder_backward(g->wte, g->wpe, dres, inputs, B, T, C);
     return QKV_OK;
 }
@@ -459,6 +500,19 @@ void qkv__gpt2_init_weights(const qkv_model_config *cfg, float *block, uint64_t 
         }
         at += sizes[k];
     }
+}
+
+void qkv__gpt2_init_sinusoid_wpe(const qkv_model_config *cfg, float *block) {
+    size_t sizes[QKV__GPT2_N_TENSORS];
+    qkv__gpt2_param_sizes(cfg, sizes);
+    float *wpe = block + sizes[0]; /* wpe follows wte in the block */
+    int C = cfg->n_embd;
+    double amp = 0.02 * sqrt(2.0); /* sin^2 + cos^2 = 1 per pair: per-element RMS 0.02 */
+    for (int t = 0; t < cfg->n_ctx; t++)
+        for (int c = 0; c < C; c++) {
+            double w = (double)t / pow(10000.0, (double)(c & ~1) / (double)C);
+            wpe[(size_t)t * C + c] = (float)(amp * ((c & 1) ? cos(w) : sin(w)));
+        }
 }
 
 /* ---- named safetensors writer --------------------------------------------------------- */

@@ -81,6 +81,11 @@ typedef struct qkv__train_acts {
     float *dbuf_3c, *dbuf_3c2; /* [N, 3C] */
     float *dbuf_4c;            /* [N, 4C] */
     float *block;              /* the one allocation everything above points into */
+    /* Residual dropout (nanoGPT's embedding and residual-branch dropout) of the next forward
+     * and its backward: 0 = off (evaluation, qkv grad). Each mask is a hash of (dropout_key,
+     * site, element), so the backward regenerates it instead of storing it. */
+    float dropout;
+    uint64_t dropout_key;
 } qkv__train_acts;
 
 qkv_status qkv__train_acts_alloc(qkv__train_acts *a, const qkv_model_config *cfg, int B, int T);
@@ -97,9 +102,18 @@ qkv_status qkv__gpt2_train_backward(const qkv_model_config *cfg, const qkv__gpt2
                                     qkv__gpt2_params *g, qkv__train_acts *a, const int *inputs,
                                     const int *targets, int B, int T, float loss_scale);
 
+/* Inverted dropout: dst[i] = src[i] / (1 - p) where the hash of (key, i) keeps element i
+ * (probability 1 - p), else 0. dst may be src. The same for any thread count. */
+void qkv__dropout(float *dst, const float *src, size_t n, float p, uint64_t key);
+
 /* GPT-2 initialisation (nanoGPT): weights N(0, 0.02), residual projections (attn.c_proj,
  * mlp.c_proj) N(0, 0.02 / sqrt(2 L)), biases 0, LayerNorm weights 1. Seeded, deterministic. */
 void qkv__gpt2_init_weights(const qkv_model_config *cfg, float *block, uint64_t seed);
+
+/* Overwrites wpe with the original Transformer's position code, PE[t, 2i] = sin(t / 10000^(2i/C)),
+ * PE[t, 2i+1] = cos(...), scaled to wte's per-element RMS (0.02). A shifted position is a fixed
+ * rotation of it, so "attend to token t-1" is one linear map for q and k to learn. */
+void qkv__gpt2_init_sinusoid_wpe(const qkv_model_config *cfg, float *block);
 
 /* Which of the 16 tensor kinds get weight decay: the matrices (wte, wpe, c_attn, c_proj,
  * c_fc, mlp.c_proj), as nanoGPT decays every parameter of dimension >= 2. */

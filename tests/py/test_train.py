@@ -213,6 +213,28 @@ def resume_continues_exactly():
 
 
 @test
+def dropout_changes_training_and_resumes_exactly():
+    """Dropout masks depend on (seed, step, micro-batch) only: a resumed run replays them."""
+    d = tmpdir()
+    ckpt, tok, _ = make_run(d)
+    plain, full, part = (os.path.join(d, n) for n in ("plain", "full", "part"))
+    base = [a for a in train_args(ckpt, tok, plain) if a != "--sequential"]
+    qkv(*base)
+    args = [a if a != plain else full for a in base] + ["--dropout", 0.2]
+    qkv(*args)
+    args_p = [a if a != full else part for a in args]
+    qkv(*(args_p + ["--stop-after", 3]))
+    qkv(*(args_p + ["--resume"]))
+    p, a, b = read_log(plain), read_log(full), read_log(part)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b], (a, b)
+    assert [r["loss"] for r in a] != [r["loss"] for r in p], "--dropout 0.2 changed nothing"
+    assert all(math.isfinite(float(r["val_loss"])) for r in a if r["val_loss"])
+    wa = open(os.path.join(full, "model.safetensors"), "rb").read()
+    wb = open(os.path.join(part, "model.safetensors"), "rb").read()
+    assert wa == wb, "resumed weights differ from the uninterrupted run's (dropout)"
+
+
+@test
 def ctrl_c_saves_and_resume_finishes():
     d = tmpdir()
     ckpt, tok, _ = make_run(d, ctx=64, vocab=61)

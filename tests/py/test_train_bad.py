@@ -75,6 +75,9 @@ def train_context_zero_and_bad_numbers():
              "--steps", 1], "multiple")
     refused(["train", "--data", c], "--out", rc=2)
     refused(["train", "--data", c, "--out", o, "--bogus", 1], "unknown option", rc=2)
+    refused(["train", "--data", c, "--out", o, "--dropout", 1], "--dropout", rc=2)
+    refused(["train", "--data", c, "--out", o, "--dropout", -0.1], "--dropout", rc=2)
+    refused(["train", "--data", c, "--out", o, "--pos-init", "learned"], "--pos-init", rc=2)
 
 
 @test
