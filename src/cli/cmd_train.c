@@ -150,7 +150,7 @@ static void usage(FILE *f) {
         "Trains a GPT-2-style model from scratch. DIR receives the checkpoint in the Hugging Face\n"
         "layout (config.json, model.safetensors, vocab.json, merges.txt: it opens in every qkv\n"
         "command and in PyTorch), optimizer.bin (to resume exactly), tokens.bin (the corpus\n"
-        "tokenised once), train_log.csv, loss.svg and eval.json. Ctrl-C saves and exits.\n"
+        "tokenised once), train_log.csv, loss.svg, loss.png and eval.json. Ctrl-C saves and exits.\n"
         "\n"
         "data:\n"
         "  --data FILE         UTF-8 corpus, or a tokens.bin written by an earlier run\n"

@@ -4,8 +4,9 @@
  * against the previous pixel and the row above: flat heatmaps compress well), so nothing
  * beyond libc is needed. Labels are ASCII in this font: other characters are drawn as '?'
  * (the SVG, JSON and CSV views keep them). */
-#include "viz/viz_internal.h"
+#include "viz/canvas.h"
 #include "viz/viz_font.h"
+#include "viz/viz_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -14,10 +15,7 @@
 
 #define MAX_PIXELS (64u * 1024u * 1024u)
 
-typedef struct canvas {
-    int w, h;
-    uint8_t *px; /* [h, w, 3] */
-} canvas;
+typedef qkv__canvas canvas;
 
 static void fill(canvas *c, float fx, float fy, float fw, float fh, const uint8_t rgb[3]) {
     int x0 = (int)lrintf(fx), y0 = (int)lrintf(fy);
@@ -322,6 +320,77 @@ static qkv_status png_encode(const canvas *c, qkv__vbuf *b) {
     free(z);
     chunk(b, crc_table, "IEND", NULL, 0);
     return QKV_OK;
+}
+
+/* ---- the canvas for other pictures (canvas.h) ----------------------------------------- */
+
+qkv_status qkv__canvas_init(qkv__canvas *c, int w, int h, const uint8_t bg[3]) {
+    c->w = c->h = 0;
+    c->px = NULL;
+    if (w < 1 || h < 1 || w > 8192 || h > 8192)
+        return qkv__fail(QKV_ERANGE, "canvas: %d x %d pixels outside [1, 8192]", w, h);
+    if (!(c->px = malloc((size_t)w * (size_t)h * 3)))
+        return qkv__fail(QKV_ENOMEM, "canvas: out of memory for %d x %d pixels", w, h);
+    c->w = w;
+    c->h = h;
+    for (size_t i = 0; i < (size_t)w * (size_t)h; i++)
+        memcpy(c->px + i * 3, bg, 3);
+    return QKV_OK;
+}
+
+void qkv__canvas_free(qkv__canvas *c) {
+    free(c->px);
+    c->px = NULL;
+    c->w = c->h = 0;
+}
+
+void qkv__canvas_rect(qkv__canvas *c, float x, float y, float w, float h, const uint8_t rgb[3]) {
+    fill(c, x, y, w, h, rgb);
+}
+
+void qkv__canvas_line(qkv__canvas *c, float x0, float y0, float x1, float y1, float width,
+                      const uint8_t rgb[3]) {
+    if (!(isfinite(x0) && isfinite(y0) && isfinite(x1) && isfinite(y1)))
+        return;
+    float r = width * 0.5f + 0.5f;
+    int xa = (int)floorf(fminf(x0, x1) - r), xb = (int)ceilf(fmaxf(x0, x1) + r);
+    int ya = (int)floorf(fminf(y0, y1) - r), yb = (int)ceilf(fmaxf(y0, y1) + r);
+    if (xa < 0) xa = 0;
+    if (ya < 0) ya = 0;
+    if (xb > c->w - 1) xb = c->w - 1;
+    if (yb > c->h - 1) yb = c->h - 1;
+    float dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy;
+    for (int y = ya; y <= yb; y++)
+        for (int x = xa; x <= xb; x++) {
+            /* distance from the pixel centre to the segment */
+            float px = (float)x + 0.5f - x0, py = (float)y + 0.5f - y0;
+            float t = len2 > 0.0f ? (px * dx + py * dy) / len2 : 0.0f;
+            t = t < 0.0f ? 0.0f : t > 1.0f ? 1.0f : t;
+            float ex = px - t * dx, ey = py - t * dy, d = sqrtf(ex * ex + ey * ey);
+            float cov = width * 0.5f + 0.5f - d;
+            if (cov > 0.0f)
+                blend(c, x, y, (int)lrintf((cov > 1.0f ? 1.0f : cov) * 15.0f), rgb);
+        }
+}
+
+void qkv__canvas_text(qkv__canvas *c, float x, float y, const char *s, const uint8_t rgb[3],
+                      int align, int rotated) {
+    float w = (float)(text_len(s) * QKV__FONT_W);
+    float off = align < 0 ? 0.0f : align == 0 ? w * 0.5f : w;
+    if (rotated)
+        text(c, x, y + off, s, rgb, 1, 0);
+    else
+        text(c, x - off, y, s, rgb, 0, 0);
+}
+
+qkv_status qkv__canvas_png(const qkv__canvas *c, char **out, size_t *len) {
+    qkv__vbuf b = {0};
+    qkv_status st = png_encode(c, &b);
+    if (st) {
+        qkv__vb_free(&b);
+        return st;
+    }
+    return qkv__vb_finish(&b, out, len, "canvas PNG");
 }
 
 /* ---- the picture --------------------------------------------------------------------- */

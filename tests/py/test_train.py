@@ -234,6 +234,56 @@ def dropout_changes_training_and_resumes_exactly():
     assert wa == wb, "resumed weights differ from the uninterrupted run's (dropout)"
 
 
+def read_png_rgb(path):
+    """(width, height, rows of RGB bytes) of an 8-bit RGB PNG with filter-0 rows (qkv's own)."""
+    import zlib
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    at, idat, w = 8, b"", None
+    while at < len(data):
+        n, = struct.unpack(">I", data[at:at + 4])
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + n]
+        assert zlib.crc32(kind + body) == struct.unpack(">I", data[at + 8 + n:at + 12 + n])[0]
+        if kind == b"IHDR":
+            w, h, depth, colour = struct.unpack(">IIBB", body[:10])
+            assert (depth, colour) == (8, 2)
+        elif kind == b"IDAT":
+            idat += body
+        at += 12 + n
+    raw = zlib.decompress(idat)
+    row = 1 + 3 * w
+    assert len(raw) == row * h
+    assert all(raw[y * row] == 0 for y in range(h))
+    return w, h, [raw[y * row + 1:(y + 1) * row] for y in range(h)]
+
+
+@test
+def loss_curve_svg_and_png():
+    import xml.etree.ElementTree as ET
+    d = tmpdir()
+    ckpt, tok, _ = make_run(d)
+    out = os.path.join(d, "out")
+    qkv(*train_args(ckpt, tok, out))
+    rows = read_log(out)
+    root = ET.parse(os.path.join(out, "loss.svg")).getroot()
+    lines = root.findall("{http://www.w3.org/2000/svg}polyline")
+    assert len(lines) == 2
+    assert len(lines[0].get("points").split()) == len(rows)
+    assert len(lines[1].get("points").split()) == sum(1 for r in rows if r["val_loss"])
+    w, h, px = read_png_rgb(os.path.join(out, "loss.png"))
+    assert (w, h) == (760, 420)
+    colours = {}
+    for r in px:
+        for x in range(0, len(r), 3):
+            c = bytes(r[x:x + 3])
+            colours[c] = colours.get(c, 0) + 1
+    # the validation line and dots, the training line, the grid and the text are all drawn
+    for name, rgb, least in (("validation", (217, 83, 79), 50), ("train", (127, 167, 217), 20),
+                             ("grid", (221, 221, 221), 500)):
+        assert colours.get(bytes(rgb), 0) >= least, (name, colours.get(bytes(rgb), 0))
+    assert sum(n for c, n in colours.items() if max(c) < 80) > 300, "no text drawn"
+
+
 @test
 def ctrl_c_saves_and_resume_finishes():
     d = tmpdir()
