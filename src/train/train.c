@@ -85,26 +85,20 @@ void qkv__encoder_backward(float *dwte, float *dwpe, const float *dout, const in
 
 /* ---- dropout -------------------------------------------------------------------------- */
 
-static inline uint64_t mix64(uint64_t z) { /* splitmix64's finaliser */
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 void qkv__dropout(float *dst, const float *src, size_t n, float p, uint64_t key) {
     /* keep when the top 24 bits of the hash are >= p * 2^24 */
     uint64_t cut = (uint64_t)((double)p * 16777216.0);
     float scale = 1.0f / (1.0f - p);
-    uint64_t k = mix64(key);
+    uint64_t k = qkv__mix64(key);
 #pragma omp parallel for num_threads(n_threads()) schedule(static)
     for (size_t i = 0; i < n; i++)
-        dst[i] = (mix64(k + i * 0x9E3779B97F4A7C15ULL) >> 40) >= cut ? src[i] * scale : 0.0f;
+        dst[i] = (qkv__mix64(k + i * 0x9E3779B97F4A7C15ULL) >> 40) >= cut ? src[i] * scale : 0.0f;
 }
 
 /* The mask key of one dropout site: 0 = embeddings, 1 + 2l = layer l's attention output,
  * 2 + 2l = its MLP output. */
 static uint64_t site_key(const qkv__train_acts *a, int site) {
-    return mix64(a->dropout_key ^ ((uint64_t)(site + 1) * 0xD1B54A32D192ED03ULL));
+    return qkv__mix64(a->dropout_key ^ ((uint64_t)(site + 1) * 0xD1B54A32D192ED03ULL));
 }
 
 /* ---- layernorm ------------------------------------------------------------------------ */

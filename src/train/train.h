@@ -121,13 +121,15 @@ int qkv__gpt2_kind_decays(int kind);
 
 /* ---- small utilities shared by the trainer and the CLI -------------------------------- */
 
-/* splitmix64 step: the trainer's one random number generator. */
-static inline uint64_t qkv__rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+/* splitmix64's finaliser: a 64-bit hash (dropout masks hash (key, element) with it). */
+static inline uint64_t qkv__mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
 }
+
+/* splitmix64 step: the trainer's one random number generator. */
+static inline uint64_t qkv__rng_next(uint64_t *s) { return qkv__mix64(*s += 0x9E3779B97F4A7C15ULL); }
 
 /* Writes every tensor of a gradient (or parameter) block under its Hugging Face name
  * ("transformer.h.0.attn.c_attn.weight", ...) as an F32 safetensors file. */

@@ -70,6 +70,29 @@ def _cleanup_tmpdirs():
         shutil.rmtree(d, ignore_errors=True)
 
 
+
+def read_png(path):
+    """Parses a PNG file: checks the signature and every chunk's CRC, joins the IDAT chunks and
+    inflates them. Returns (width, height, bit depth, colour type, raw scanlines)."""
+    import struct
+    import zlib
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "%s: not a PNG" % path
+    at, idat = 8, b""
+    w = h = depth = colour = 0
+    while at < len(data):
+        (n,) = struct.unpack(">I", data[at:at + 4])
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + n]
+        (crc,) = struct.unpack(">I", data[at + 8 + n:at + 12 + n])
+        assert zlib.crc32(kind + body) == crc, kind
+        if kind == b"IHDR":
+            w, h, depth, colour = struct.unpack(">IIBB", body[:10])
+        elif kind == b"IDAT":
+            idat += body
+        at += 12 + n
+    return w, h, depth, colour, zlib.decompress(idat)
+
+
 def run_all():
     only = sys.argv[1:]
     passed = failed = skipped = 0

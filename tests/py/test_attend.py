@@ -11,16 +11,14 @@ import io
 import json
 import os
 import re
-import struct
 import sys
 import unicodedata
 import xml.etree.ElementTree as ET
-import zlib
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import QKV_BIN, Skip, run_all, test, tmpdir  # noqa: E402
+from harness import QKV_BIN, Skip, read_png, run_all, test, tmpdir  # noqa: E402
 import subprocess  # noqa: E402
 
 try:
@@ -207,22 +205,7 @@ def png_is_a_png():
     d = model()
     out = os.path.join(tmpdir(), "v.png")
     qkv("attend", "--model", d, PLAIN, "--png", "--out", out, "--head", "0")
-    data = open(out, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    o, idat = 8, b""
-    w = h = 0
-    while o < len(data):
-        (length,) = struct.unpack(">I", data[o:o + 4])
-        kind = data[o + 4:o + 8]
-        body = data[o + 8:o + 8 + length]
-        (crc,) = struct.unpack(">I", data[o + 8 + length:o + 12 + length])
-        assert zlib.crc32(kind + body) == crc, kind
-        if kind == b"IHDR":
-            w, h = struct.unpack(">II", body[:8])
-        elif kind == b"IDAT":
-            idat += body
-        o += 12 + length
-    raw = zlib.decompress(idat)
+    w, h, _, _, raw = read_png(out)
     assert len(raw) == h * (1 + 3 * w) and w > 100 and h > 100
     rows = np.frombuffer(raw, dtype=np.uint8).reshape(h, 1 + 3 * w)[:, 1:].reshape(h, w, 3)
     # the scale's two ends are in the picture

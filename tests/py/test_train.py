@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import test, run_all, qkv, tmpdir, QKV_BIN  # noqa: E402
+from harness import test, run_all, qkv, tmpdir, read_png, QKV_BIN  # noqa: E402
 import checkpoint  # noqa: E402
 import gpt2_torch  # noqa: E402
 
@@ -236,21 +236,8 @@ def dropout_changes_training_and_resumes_exactly():
 
 def read_png_rgb(path):
     """(width, height, rows of RGB bytes) of an 8-bit RGB PNG with filter-0 rows (qkv's own)."""
-    import zlib
-    data = open(path, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    at, idat, w = 8, b"", None
-    while at < len(data):
-        n, = struct.unpack(">I", data[at:at + 4])
-        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + n]
-        assert zlib.crc32(kind + body) == struct.unpack(">I", data[at + 8 + n:at + 12 + n])[0]
-        if kind == b"IHDR":
-            w, h, depth, colour = struct.unpack(">IIBB", body[:10])
-            assert (depth, colour) == (8, 2)
-        elif kind == b"IDAT":
-            idat += body
-        at += 12 + n
-    raw = zlib.decompress(idat)
+    w, h, depth, colour, raw = read_png(path)
+    assert (depth, colour) == (8, 2)
     row = 1 + 3 * w
     assert len(raw) == row * h
     assert all(raw[y * row] == 0 for y in range(h))
