@@ -305,6 +305,40 @@ qkv_status qkv_model_use_bf16(qkv_model *model, int on);
  * temperature 1. ids and probs have room for k. */
 qkv_status qkv_top_k(const float *logits, int vocab_size, int k, int *ids, float *probs);
 
+/* What each head does, measured on a probe set the library carries (ordinary prose in
+ * windows of up to 128 tokens, and a random sequence of common words shown twice), so that
+ * any model with a tokenizer can be scored. score[(l * n_head + h) * QKV_HEAD_TAG_COUNT + k]:
+ *   QKV_HEAD_PREV       mean weight on token i-1 (uniform causal attention: ~0.04 at 128)
+ *   QKV_HEAD_INDUCTION  on the repeat, the weight on the token after the same token's
+ *                       earlier occurrence (0 and has_induction = 0 if the context is < 48)
+ *   QKV_HEAD_SINK       mean weight on the first token (rows 4..)
+ *   QKV_HEAD_SELF       mean weight on the token itself
+ *   QKV_HEAD_PUNCT      mean weight on punctuation / line-break tokens (rows 4..);
+ *                       punct_base is what uniform attention would put there
+ *   QKV_HEAD_UNIFORM    mean normalised entropy of the rows, H(row) / log(i + 1), in [0, 1]
+ * tags[l * n_head + h] has bit k set when score k passes its threshold below (punctuation
+ * also needs QKV_HEAD_PUNCT_RATIO x punct_base). */
+enum { QKV_HEAD_PREV, QKV_HEAD_INDUCTION, QKV_HEAD_SINK, QKV_HEAD_SELF, QKV_HEAD_PUNCT,
+       QKV_HEAD_UNIFORM, QKV_HEAD_TAG_COUNT };
+#define QKV_HEAD_PREV_MIN 0.4f
+#define QKV_HEAD_INDUCTION_MIN 0.3f
+#define QKV_HEAD_SINK_MIN 0.4f
+#define QKV_HEAD_SELF_MIN 0.4f
+#define QKV_HEAD_PUNCT_MIN 0.3f
+#define QKV_HEAD_PUNCT_RATIO 2.5f
+#define QKV_HEAD_UNIFORM_MIN 0.85f
+typedef struct qkv_head_scores {
+    int n_layer, n_head;
+    int n_probe_tokens, has_induction;
+    float punct_base;
+    float *score;    /* [n_layer * n_head * QKV_HEAD_TAG_COUNT] */
+    unsigned *tags;  /* [n_layer * n_head] bit masks */
+} qkv_head_scores;
+qkv_status qkv_model_head_scores(qkv_model *model, qkv_head_scores *out);
+void qkv_head_scores_free(qkv_head_scores *s);
+/* "previous-token", "induction", "first-token sink", "self", "punctuation", "uniform". */
+const char *qkv_head_tag_name(int tag);
+
 /* ---------------------------------------------------------------------------------------
  * Attention views: one sentence's attention maps rendered as a terminal heatmap (ANSI),
  * JSON, CSV, SVG or PNG. Shared by `qkv attend` and the server's exports; docs/VIEWS.md

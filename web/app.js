@@ -97,9 +97,10 @@ async function api(path, body) {
 /* ---------------------------------------------------------------- state */
 const S = {
   text: '', q: -1, layer: 0, heads: [0, 1, 2], focus: 'avg', T: 1, tmode: 'client',
-  causal: true, sink: false, unscaled: false, mechHead: -1, sqrt: true, dir: 'out',
+  causal: true, sink: false, unscaled: false, mechHead: -1, sqrt: true, dir: 'out', auto: true,
 };
 let model = null;   // GET /api/model
+let headInfo = null; // GET /api/heads: probe scores and tags, computed by the engine
 let base = null;    // attend at T=1 with the mask, with raw scores: the reference
 let alt = null;     // attend at (T, causal) as set: the whole model re-run
 let detail = null;  // q, k, v, out of one head
@@ -184,6 +185,7 @@ function writeHash() {
   const p = new URLSearchParams();
   p.set('text', baseText()); p.set('q', S.q); p.set('l', S.layer); p.set('h', heads().join(','));
   p.set('f', String(S.focus)); p.set('t', String(S.T)); p.set('m', S.tmode);
+  p.set('a', S.auto ? '1' : '0');
   p.set('c', S.causal ? '1' : '0'); p.set('s', S.sink ? '1' : '0'); p.set('cs', S.sqrt ? 'sqrt' : 'linear'); p.set('d', S.dir);
   history.replaceState(null, '', '#' + p.toString());
 }
@@ -193,6 +195,7 @@ function readHash() {
   const num = (k, lo, hi) => { const v = Number(p.get(k)); return p.has(k) && isFinite(v) ? clamp(v, lo, hi) : null; };
   const q = num('q', 0, 1e6); if (q !== null) S.q = Math.floor(q);
   const l = num('l', 0, model.n_layer - 1); if (l !== null) S.layer = Math.floor(l);
+  if (p.has('h') || p.has('l')) S.auto = p.get('a') === '1';
   if (p.has('h')) {
     const hs = p.get('h').split(',').map(Number).filter((h) => Number.isInteger(h) && h >= 0 && h < model.n_head);
     if (hs.length) S.heads = [...new Set(hs)];
@@ -254,6 +257,7 @@ async function fetchBase() {
   d._text = text;
   base = d;
   if (S.q < 0 || S.q >= d.n_tokens) S.q = d.n_tokens - 1;
+  autoLens();
   $('status').textContent = `${d.n_tokens} tokens · forward ${fmt(d.forward_ms, 1)} ms`;
   detail = null;
   renderAll();
@@ -341,7 +345,9 @@ function setQuery(i, focusButton) {
   if (!base) return;
   S.q = clamp(i, 0, base.n_tokens - 1);
   hoverQ = null;
+  autoLens();
   renderAll();
+  if (S.auto) fetchDetail();
   if (focusButton) { const b = $('tokens').children[S.q]; if (b) b.focus(); }
 }
 
@@ -375,6 +381,7 @@ function renderHeadChips() {
     box.append(el('button', {
       type: 'button', class: 'chip', 'aria-pressed': on ? 'true' : 'false', 'data-head': String(h),
       onclick: () => {
+        S.auto = false;
         S.heads = on ? S.heads.filter((x) => x !== h) : [...S.heads, h].sort((a, b) => a - b);
         if (!S.heads.length) S.heads = [h];
         renderAll(); fetchDetail();
@@ -453,13 +460,15 @@ function renderLens() {
   const src = source();
   const srcText = src === 'server' ? `whole model re-run at T=${S.T.toFixed(2)}${S.causal ? '' : ', no mask'}` :
     src === 'client' ? `same scores, softmax at T=${S.T.toFixed(2)}${S.causal ? '' : ', no mask'}` : 'the model as trained';
-  $('lens-caption').textContent = `layer ${S.layer} · ${S.dir === 'in' ? 'who attends to' : 'query'} ${tokLabel(base, qi)} (token ${qi})${hoverQ !== null ? ' · preview' : ''} · ${srcText}${S.sink ? ' · first token ignored' : ''}`;
+  const autoText = S.auto && S.autoScores ? ' · chosen by data: the 3 sharpest heads for this query' : '';
+  $('lens-caption').textContent = `layer ${S.layer}${autoText} · ${S.dir === 'in' ? 'who attends to' : 'query'} ${tokLabel(base, qi)} (token ${qi})${hoverQ !== null ? ' · preview' : ''} · ${srcText}${S.sink ? ' · first token ignored' : ''}`;
   for (const p of panelList()) {
     const { svg, w, wt } = panelSVG(p, qi), e = entropy(w, qi);
     const div = el('div', { class: 'panel' + (p.key === fk ? ' focus' : ''), tabindex: '0', role: 'button',
       'aria-label': `open ${p.title} in the matrix view`, 'data-panel': String(p.key) });
     const tags = p.key === 'avg' ? [] : headTags(S.layer, p.key);
-    div.append(el('h3', {}, `L${S.layer} · ${p.title}${tags.length ? ' · ' + tags.join(', ') : ''}`), svg,
+    const sharp = S.auto && S.autoScores && p.key in S.autoScores ? ` · sharpness ${fmt(S.autoScores[p.key], 2)}` : '';
+    div.append(el('h3', {}, `L${S.layer} · ${p.title}${tags.length ? ' · ' + tags.join(', ') : ''}${sharp}`), svg,
       el('div', { class: 'ent' }, S.dir === 'in' ? `received ${fmt(wt.reduce((a, c) => a + c, 0), 2)} from ${wt.filter((x, i) => visible(i, qi)).length} queries`
         : `entropy ${fmt(e.H, 2)} of ${fmt(e.max, 2)} bits · ≈${fmt(e.eff, 1)} tokens`));
     const open = () => { S.focus = p.key; S.mechHead = -1; $('mech-head').value = '-1'; renderAll(); fetchDetail(); };
@@ -585,17 +594,44 @@ function renderRollout(box, qi) {
   box.append(row);
 }
 
-/* Guesses what a head does from its matrix (averaged over queries 1..N-1). */
-function headTags(l, h) {
-  const N = base.n_tokens;
-  if (N < 3) return [];
-  let prev = 0, first = 0, self = 0;
-  for (let i = 1; i < N; i++) { const w = rowWeights(l, h, i); prev += w[i - 1]; first += w[0]; self += w[i]; }
-  const k = N - 1, tags = [];
-  if (prev / k > 0.5) tags.push('prev');
-  if (first / k > 0.5) tags.push('first');
-  if (self / k > 0.5) tags.push('self');
-  return tags;
+/* What a head does, from GET /api/heads: the engine scores every head on a probe set (prose,
+ * and a random sequence shown twice) and tags it; the same numbers as `qkv heads`. */
+const TAG_SHORT = { 'previous-token': 'prev', induction: 'induction', 'first-token sink': 'sink', self: 'self', punctuation: 'punct', uniform: 'uniform' };
+function headEntry(l, h) { return headInfo && headInfo.heads[l * headInfo.n_head + h]; }
+function headTags(l, h) { const e = headEntry(l, h); return e ? e.tags.map((t) => TAG_SHORT[t] || t) : []; }
+function headTip(l, h) {
+  const e = headEntry(l, h);
+  if (!e) return '';
+  const s = e.scores;
+  return `\nprobe scores: prev ${fmt(s.prev, 2)} · induction ${fmt(s.induction, 2)} · sink ${fmt(s.sink, 2)} · self ${fmt(s.self, 2)} · punct ${fmt(s.punctuation, 2)} · uniformity ${fmt(s.uniformity, 2)}`;
+}
+
+/* The lens chosen by data: for the query, the three heads whose attention from it is
+ * sharpest (1 - entropy / log n, first token dropped and the row renormalised so attention
+ * sinks do not count), in the layer where the three are sharpest together. Uses the model
+ * as trained (base), whatever the dials say. */
+function sharpness(w, q) {
+  const lo = q >= 2 ? 1 : 0;
+  let z = 0; for (let j = lo; j <= q; j++) z += w[j];
+  if (!(z > 0) || q - lo < 1) return 0;
+  let H = 0; for (let j = lo; j <= q; j++) { const p = w[j] / z; if (p > 0) H -= p * Math.log(p); }
+  return 1 - H / Math.log(q - lo + 1);
+}
+function autoLens() {
+  if (!S.auto || !base || S.q < 1) return;
+  let best = null;
+  for (let l = 0; l < model.n_layer; l++) {
+    if (!layerLoaded(base, l)) continue;
+    const sc = [];
+    for (let h = 0; h < model.n_head; h++) sc.push([sharpness(base.attention[l][h][S.q], S.q), h]);
+    sc.sort((a, b) => b[0] - a[0]);
+    const top = sc.slice(0, Math.min(3, sc.length)), m = top.reduce((a, c) => a + c[0], 0) / top.length;
+    if (!best || m > best.m) best = { m, l, heads: top.map((x) => x[1]).sort((a, b) => a - b), sc: top };
+  }
+  if (!best) return;
+  S.layer = best.l; S.heads = best.heads; S.focus = 'avg';
+  S.autoScores = Object.fromEntries(best.sc.map(([v, h]) => [h, v]));
+  $('layer').value = String(S.layer);
 }
 
 function renderGrid() {
@@ -629,10 +665,11 @@ function renderGrid() {
       big.strokeRect(0.5, Math.floor(S.q * size / N) + 0.5, size - 1, Math.max(1, Math.round(size / N)));
       const tags = headTags(l, h);
       b.setAttribute('aria-label', `layer ${l} head ${h}${tags.length ? ' (' + tags.join(', ') + ')' : ''}: open`);
-      b.setAttribute('data-tip', `layer ${l}, head ${h}${tags.length ? ' · ' + tags.join(', ') : ''}\nclick: open · shift-click: add to the lens`);
+      b.setAttribute('data-tip', `layer ${l}, head ${h}${tags.length ? ' · ' + tags.join(', ') : ''}${headTip(l, h)}\nclick: open · shift-click: add to the lens`);
       b.append(cv);
       if (tags.length) b.append(el('span', { class: 'tag' }, tags.join(' ')));
       b.addEventListener('click', (ev) => {
+        S.auto = false;
         if (ev.shiftKey && l === S.layer) S.heads = S.heads.includes(h) ? S.heads.filter((x) => x !== h) : [...S.heads, h].sort((a, c) => a - c);
         else { S.layer = l; S.heads = [h]; S.focus = h; }
         if (!S.heads.length) S.heads = [h];
@@ -917,6 +954,30 @@ function revealExercise() {
   }
   pick.append(` The last token puts ${keyShare.map((s, l) => `L${l} ${pct(s)}`).join(', ')} of its attention on “keys” (average over heads; uniform would be ${pct(keysIdx.length / N)}).`);
   out.append(pick);
+  // the heads that look back at "keys" from the blank: the ones to watch
+  const perHead = [];
+  for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) {
+    let s = 0; for (const j of keysIdx) s += exData.attention[l][h][last][j];
+    perHead.push({ l, h, s });
+  }
+  perHead.sort((a, b) => b.s - a.s);
+  const top = perHead.slice(0, 3), lookers = el('p', { class: 'lookers' });
+  lookers.append('The heads that look back at “keys” when predicting the verb: ');
+  top.forEach((x, i) => {
+    const tags = headTags(x.l, x.h);
+    lookers.append(el('b', { 'data-layer': String(x.l), 'data-head': String(x.h), 'data-w': String(x.s) },
+      `L${x.l} H${x.h} ${pct(x.s)}${tags.length ? ' (' + tags.join(', ') + ')' : ''}`), i < top.length - 1 ? ', ' : '. ');
+  });
+  const show = el('button', { type: 'button', class: 'small', id: 'ex-show' }, `open L${top[0].l} in the lens`);
+  show.addEventListener('click', () => {
+    S.auto = false; S.text = EX_TEXT; $('text').value = EX_TEXT; S.q = last; S.layer = top[0].l;
+    S.heads = [...new Set(top.filter((x) => x.l === top[0].l).map((x) => x.h))].sort((a, b) => a - b);
+    S.focus = S.heads.length > 1 ? 'avg' : S.heads[0];
+    $('layer').value = String(S.layer);
+    fetchBase(); $('lens').scrollIntoView({ block: 'start' });
+  });
+  lookers.append(show);
+  out.append(lookers);
   out.append(el('p', { class: 'explain' }, `Where the last token ${quote(exData, last)} looks, per layer (average of its ${H} heads; brighter = more):`));
   for (let l = 0; l < L; l++) {
     const acc = new Array(N).fill(0);
@@ -1074,6 +1135,7 @@ function wire() {
   $('text').addEventListener('input', () => { S.text = $('text').value; scheduleBase(); });
   $('preset').addEventListener('change', () => { if ($('preset').value) { S.text = $('preset').value; S.q = -1; $('text').value = S.text; fetchBase(); } $('preset').value = ''; });
   $('layer').addEventListener('change', () => {
+    S.auto = false;
     S.layer = Number($('layer').value);
     if (base && base.scores && !base.scores[S.layer] && !base._partial) { fetchBase(); return; }
     renderAll(); fetchDetail();
@@ -1090,8 +1152,9 @@ function wire() {
   $('cscale').addEventListener('change', () => { S.sqrt = $('cscale').value === 'sqrt'; renderLegend(); renderAll(); if (exData && $('ex-result').childNodes.length) revealExercise(); });
   $('unscaled').addEventListener('change', () => { S.unscaled = $('unscaled').checked; renderMech(); });
   $('mech-head').addEventListener('change', () => { S.mechHead = Number($('mech-head').value); renderMech(); fetchDetail(); });
-  $('lens-default').addEventListener('click', () => { S.heads = defaultHeads(); S.focus = 'avg'; renderAll(); fetchDetail(); });
-  $('heads-all').addEventListener('click', () => { S.heads = [...Array(model.n_head).keys()]; S.focus = 'avg'; renderAll(); fetchDetail(); });
+  $('lens-default').addEventListener('click', () => { S.auto = false; S.heads = defaultHeads(); S.focus = 'avg'; renderAll(); fetchDetail(); });
+  $('lens-auto').addEventListener('click', () => { S.auto = true; autoLens(); renderAll(); fetchDetail(); });
+  $('heads-all').addEventListener('click', () => { S.auto = false; S.heads = [...Array(model.n_head).keys()]; S.focus = 'avg'; renderAll(); fetchDetail(); });
   $('export-svg').addEventListener('click', () => download(exportName('svg'), new Blob([exportSVG()], { type: 'image/svg+xml' })));
   $('export-png').addEventListener('click', exportPNG);
   $('export-json').addEventListener('click', () => download(exportName('json'), new Blob([exportData()], { type: 'application/json' })));
@@ -1111,6 +1174,7 @@ function wire() {
 async function main() {
   renderLegend(); renderQuiz();
   try { model = await api('/api/model'); } catch (e) { $('model-info').textContent = 'cannot reach the server: ' + e.message; return; }
+  try { headInfo = await api('/api/heads'); } catch (e) { headInfo = null; /* tags are optional */ }
   renderModelInfo();
   S.text = $('text').value;
   S.heads = defaultHeads();
@@ -1123,5 +1187,5 @@ async function main() {
   initExercise();
   runCompare();
 }
-window.qkv = { state: S, get base() { return base; }, get alt() { return alt; }, get detail() { return detail; }, exportSVG, exportData, panelWeights, source };
+window.qkv = { state: S, get headInfo() { return headInfo; }, sharpness, get base() { return base; }, get alt() { return alt; }, get detail() { return detail; }, exportSVG, exportData, panelWeights, source };
 main();

@@ -16,6 +16,7 @@ int qkv__cmd_attend(int argc, char **argv);    /* cmd_attend.c: attention views 
 int qkv__cmd_serve(int argc, char **argv);     /* cmd_serve.c: the playground */
 int qkv__cmd_train(int argc, char **argv);     /* cmd_train.c */
 int qkv__cmd_grad(int argc, char **argv);      /* cmd_grad.c */
+int qkv__cmd_heads(int argc, char **argv);     /* cmd_heads.c: what each head does (tags) */
 
 /* Benchmarks, one per area; `qkv bench NAME` runs one, `qkv bench` all. */
 int qkv__bench_attention(int argc, char **argv); /* bench_attention.c */

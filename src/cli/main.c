@@ -21,6 +21,7 @@ typedef struct command {
 static const command commands[] = {
     {"serve", qkv__cmd_serve, "the playground: web page + JSON API (default model: built-in)"},
     {"attend", qkv__cmd_attend, "draw a sentence's attention (terminal heatmap, JSON, CSV, SVG)"},
+    {"heads", qkv__cmd_heads, "what each attention head does: scores and tags from a probe set"},
     {"forward", qkv__cmd_forward, "run the model on ids or text; logits and attention as .npy"},
     {"generate", qkv__cmd_generate, "generate text from a prompt"},
     {"tokenize", qkv__cmd_tokenize, "GPT-2 BPE: text on stdin -> JSON array of ids"},

@@ -4,6 +4,8 @@
  *   POST /api/attend   {"text", "temperature", "causal", ...} -> tokens, attention [L][H][N][N],
  *                      next-token predictions, and on request raw scores and one head's q/k/v
  *   POST /api/compare  {"a", "b", "word"} -> the word's hidden-state cosine similarity per layer
+ *   GET  /api/heads    what each head does: probe scores and tags (qkv_model_head_scores),
+ *                      computed once when the server starts
  *
  * Requests are parsed with jansson and checked field by field (type, range, unknown keys);
  * responses are written by hand (jsonw.c). Every error is {"error": "..."} with a 4xx. */
@@ -26,6 +28,8 @@ struct qkv__api {
     qkv_model_config cfg;
     sem_t slots;          /* compute slots: forwards running at once */
     double queue_wait_s;
+    qkv_head_scores heads; /* score == NULL when they could not be computed */
+    char heads_error[256];
 };
 
 qkv_status qkv__api_create(qkv_model *model, int compute_slots, double queue_wait_s,
@@ -42,7 +46,11 @@ qkv_status qkv__api_create(qkv_model *model, int compute_slots, double queue_wai
     api->tok = tok;
     api->cfg = *qkv_model_get_config(model);
     api->queue_wait_s = queue_wait_s > 0 ? queue_wait_s : 30.0;
+    /* head tags once, before any request: read-only afterwards, so no locking */
+    if (qkv_model_head_scores(model, &api->heads) != QKV_OK)
+        snprintf(api->heads_error, sizeof api->heads_error, "%s", qkv_last_error());
     if (sem_init(&api->slots, 0, (unsigned)(compute_slots > 0 ? compute_slots : 2)) != 0) {
+        qkv_head_scores_free(&api->heads);
         free(api);
         return qkv__fail(QKV_EINVAL, "server: sem_init failed");
     }
@@ -53,6 +61,7 @@ qkv_status qkv__api_create(qkv_model *model, int compute_slots, double queue_wai
 void qkv__api_free(qkv__api *api) {
     if (!api) return;
     sem_destroy(&api->slots);
+    qkv_head_scores_free(&api->heads);
     free(api);
 }
 
@@ -308,6 +317,67 @@ static void api_model(qkv__api *api, reply *r) {
     qkv__jw_key(w, "max_values", 0);
     qkv__jw_int(w, QKV__SRV_MAX_VALUES);
     qkv__jw_lit(w, "}}");
+}
+
+/* ---- GET /api/heads -------------------------------------------------------------------- */
+
+static void api_heads(qkv__api *api, reply *r) {
+    static const char *keys[QKV_HEAD_TAG_COUNT] = {"prev", "induction", "sink", "self", "punctuation", "uniformity"};
+    static const float thr[QKV_HEAD_TAG_COUNT] = {QKV_HEAD_PREV_MIN, QKV_HEAD_INDUCTION_MIN, QKV_HEAD_SINK_MIN,
+                                                  QKV_HEAD_SELF_MIN, QKV_HEAD_PUNCT_MIN, QKV_HEAD_UNIFORM_MIN};
+    const qkv_head_scores *hs = &api->heads;
+    if (!hs->score) {
+        reply_error(r, 503, "head scores are not available: %.200s", api->heads_error);
+        return;
+    }
+    qkv__jw *w = &r->w;
+    int L = hs->n_layer, H = hs->n_head;
+    qkv__jw_lit(w, "{");
+    qkv__jw_key(w, "n_layer", 1);
+    qkv__jw_int(w, L);
+    qkv__jw_key(w, "n_head", 0);
+    qkv__jw_int(w, H);
+    qkv__jw_key(w, "probe_tokens", 0);
+    qkv__jw_int(w, hs->n_probe_tokens);
+    qkv__jw_key(w, "punctuation_base", 0);
+    qkv__jw_float(w, hs->punct_base);
+    qkv__jw_key(w, "thresholds", 0);
+    qkv__jw_lit(w, "{");
+    for (int k = 0; k < QKV_HEAD_TAG_COUNT; k++) {
+        qkv__jw_key(w, keys[k], k == 0);
+        qkv__jw_float(w, thr[k]);
+    }
+    qkv__jw_key(w, "punctuation_ratio", 0);
+    qkv__jw_float(w, QKV_HEAD_PUNCT_RATIO);
+    qkv__jw_lit(w, "}");
+    qkv__jw_key(w, "heads", 0);
+    qkv__jw_lit(w, "[");
+    for (int i = 0; i < L * H; i++) {
+        const float *sc = hs->score + (size_t)i * QKV_HEAD_TAG_COUNT;
+        qkv__jw_lit(w, i ? ",{" : "{");
+        qkv__jw_key(w, "layer", 1);
+        qkv__jw_int(w, i / H);
+        qkv__jw_key(w, "head", 0);
+        qkv__jw_int(w, i % H);
+        qkv__jw_key(w, "scores", 0);
+        qkv__jw_lit(w, "{");
+        for (int k = 0; k < QKV_HEAD_TAG_COUNT; k++) {
+            qkv__jw_key(w, keys[k], k == 0);
+            qkv__jw_float(w, sc[k]);
+        }
+        qkv__jw_lit(w, "}");
+        qkv__jw_key(w, "tags", 0);
+        qkv__jw_lit(w, "[");
+        int any = 0;
+        for (int k = 0; k < QKV_HEAD_TAG_COUNT; k++)
+            if (hs->tags[i] >> k & 1) {
+                if (any++) qkv__jw_lit(w, ",");
+                qkv__jw_cstr(w, qkv_head_tag_name(k));
+            }
+        qkv__jw_lit(w, "]}");
+    }
+    qkv__jw_lit(w, "]}");
+    r->status = 200;
 }
 
 /* ---- POST /api/attend ----------------------------------------------------------------- */
@@ -742,6 +812,9 @@ void qkv__api_handle(qkv__api *api, const char *method, const char *path, const 
     if (!strcmp(path, "/api/model")) {
         if (is_get) api_model(api, &r), r.status = 200;
         else r.allow = "GET, HEAD", reply_error(&r, 405, "%s /api/model: use GET", method);
+    } else if (!strcmp(path, "/api/heads")) {
+        if (is_get) api_heads(api, &r);
+        else r.allow = "GET, HEAD", reply_error(&r, 405, "%s /api/heads: use GET", method);
     } else if (!strcmp(path, "/api/attend")) {
         if (is_post) api_attend(api, &r, body, body_len);
         else r.allow = "POST", reply_error(&r, 405, "%s /api/attend: use POST", method);

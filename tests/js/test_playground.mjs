@@ -94,8 +94,45 @@ async function drawnLines(panel) {
 async function waitIdle() { await page.waitForFunction(() => window.qkv && window.qkv.base && document.querySelector('#status').textContent.includes('tokens')); await page.waitForTimeout(150); }
 
 try {
-  await test('page loads with model info and no script errors', async () => {
+  await test('default lens is chosen by data: the three sharpest heads for the query', async () => {
     await page.goto(base + '/');
+    await page.waitForFunction(() => document.querySelector('#model-info').textContent.includes('layers'));
+    await waitIdle();
+    const txt = await page.inputValue('#text');
+    const api = await post('/api/attend', { text: txt });
+    const N = api.n_tokens, q = N - 1;
+    await page.click(`#tokens .tok[data-i="${q}"]`);
+    await page.waitForTimeout(150);
+    const st = await page.evaluate(() => ({ auto: window.qkv.state.auto, l: window.qkv.state.layer, h: [...window.qkv.state.heads] }));
+    assert(st.auto, 'auto lens on by default');
+    // recompute the choice from the API's weights with the page's documented rule
+    let best = null;
+    for (let l = 0; l < api.n_layer; l++) {
+      const sc = [];
+      for (let h = 0; h < api.n_head; h++) sc.push([await page.evaluate(([w, qq]) => window.qkv.sharpness(w, qq), [api.attention[l][h][q], q]), h]);
+      sc.sort((a, b) => b[0] - a[0]);
+      const top = sc.slice(0, 3), m = top.reduce((a, c) => a + c[0], 0) / top.length;
+      if (!best || m > best.m + 1e-9) best = { m, l, h: top.map((x) => x[1]).sort((a, b) => a - b) };
+    }
+    assert(st.l === best.l && st.h.join(',') === best.h.join(','), `auto lens ${JSON.stringify(st)} vs recomputed ${JSON.stringify(best)}`);
+    // the chosen heads are sharper than the layer's others, and not near-uniform
+    const panels = await page.$$eval('#panels .panel', (ps) => ps.map((p) => p.dataset.panel));
+    assert(panels.join(',') === best.h.join(',') + ',avg', 'three heads + average: ' + panels);
+    const cap = await page.$eval('#lens-caption', (e) => e.textContent);
+    assert(cap.includes('chosen by data'), 'caption says how the heads were chosen: ' + cap);
+    // head tags in the grid come from GET /api/heads (the engine's probe), not from the page
+    const hi = await (await fetch(base + '/api/heads')).json();
+    assert(hi.heads.length === api.n_layer * api.n_head, 'one entry per head');
+    const shown = await page.$$eval('#grid .thumb', (ts) => ts.map((t) => [Number(t.dataset.layer), Number(t.dataset.head), t.querySelector('.tag') ? t.querySelector('.tag').textContent : '']));
+    const SHORT = { 'previous-token': 'prev', induction: 'induction', 'first-token sink': 'sink', self: 'self', punctuation: 'punct', uniform: 'uniform' };
+    for (const [l, h, tag] of shown) {
+      const want = hi.heads[l * api.n_head + h].tags.map((t) => SHORT[t]).join(' ');
+      assert(tag === want, `grid tag L${l} H${h}: '${tag}' vs API '${want}'`);
+    }
+  });
+
+  await test('page loads with model info and no script errors', async () => {
+    await page.goto(base + '/#l=0&h=0,1,2');
     await page.waitForFunction(() => document.querySelector('#model-info').textContent.includes('layers'));
     await waitIdle();
     assert(pageErrors.length === 0, 'page errors: ' + pageErrors.join('; '));
@@ -334,6 +371,16 @@ try {
     await page.click('#ex-reveal');
     const res = await page.$eval('#ex-result', (e) => e.textContent);
     assert(/were/.test(res) && /%/.test(res), 'exercise result: ' + res.slice(0, 200));
+    // the heads that look back at "keys" from the blank: the three largest in the API's maps
+    const ex = await post('/api/attend', { text: 'The keys to the cabinet' });
+    const kIdx = [], lastI = ex.n_tokens - 1;  // the tokens that spell "keys" (chars 4..7)
+    ex.tokens.reduce((pos, t, i) => { if (pos < 8 && pos + t.length > 4) kIdx.push(i); return pos + t.length; }, 0);
+    const ph = [];
+    for (let l = 0; l < ex.n_layer; l++) for (let h = 0; h < ex.n_head; h++) ph.push([kIdx.reduce((a, j) => a + ex.attention[l][h][lastI][j], 0), l, h]);
+    ph.sort((a, b) => b[0] - a[0]);
+    const lookers = await page.$$eval('#ex-result .lookers b', (bs) => bs.map((b) => [Number(b.dataset.w), Number(b.dataset.layer), Number(b.dataset.head)]));
+    assert(lookers.length === 3, 'three heads named');
+    lookers.forEach(([w, l, h], k) => { assert(l === ph[k][1] && h === ph[k][2], `looker ${k}: L${l} H${h} vs L${ph[k][1]} H${ph[k][2]}`); close(w, ph[k][0], 1e-5, 'looker weight'); });
     await page.click('#cmp-run');
     await page.waitForFunction(() => document.querySelectorAll('#cmp-sim rect.bar').length > 0);
     const api = await post('/api/compare', { a: await page.inputValue('#cmp-a'), b: await page.inputValue('#cmp-b'), word: 'bank' });
