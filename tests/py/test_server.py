@@ -170,6 +170,24 @@ def model_info():
 
 
 @test
+def head_scores_and_tags():
+    """GET /api/heads is the engine's probe (the same numbers as `qkv heads --json`)."""
+    s = server()
+    j = s.api("/api/heads")
+    assert (j["n_layer"], j["n_head"]) == (LAYERS, HEADS) and len(j["heads"]) == LAYERS * HEADS, j
+    cli = json.loads(qkv("heads", "--model", model_dir(), "--json").stdout)
+    for a, b in zip(j["heads"], cli["heads"]):
+        assert (a["layer"], a["head"], a["tags"]) == (b["layer"], b["head"], b["tags"]), (a, b)
+        for k, v in a["scores"].items():
+            assert abs(v - b["scores"][k]) < 1e-5 and 0 <= v <= 1.0 + 1e-6, (k, v, b["scores"][k])
+    for h in j["heads"]:
+        assert ("previous-token" in h["tags"]) == (h["scores"]["prev"] >= j["thresholds"]["prev"]), h
+        assert ("uniform" in h["tags"]) == (h["scores"]["uniformity"] >= j["thresholds"]["uniformity"]), h
+    st, hdr, body = s.request("POST", "/api/heads", b"{}")
+    assert st == 405 and hdr.get("allow") == "GET, HEAD", (st, hdr, body)
+
+
+@test
 def attend_shapes_rows_and_causal_zeros():
     j = server().api("/api/attend", {"text": TEXT})
     n = len(j["tokens"])
