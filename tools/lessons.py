@@ -188,9 +188,10 @@ SENSES = {
 
 
 class Gen:
-    def __init__(self, lex, rng):
+    def __init__(self, lex, rng, version=2):
         nouns, verbs, adjs, names = lex
         self.r = rng
+        self.version = version
         self.nouns = [(s, p) for s, p, c in nouns]
         self.agree_nouns = [(s, p) for s, p, c in nouns if not is_heldout_noun(s)]
         self.held_nouns = [(s, p) for s, p, c in nouns if is_heldout_noun(s)]
@@ -200,6 +201,9 @@ class Gen:
         self.verbs = verbs
         self.adjs = adjs
         self.names = names
+        if version >= 2:  # "Keys went to the bank": drop names that are also common words
+            common_words = {w for s_, p_, c_ in nouns for w in (s_, p_)} | set(adjs) | {v for pair in verbs for v in pair}
+            self.names = [n for n in names if n.lower() not in common_words]
 
     def c(self, seq):
         return self.r.choice(seq)
@@ -349,6 +353,33 @@ class Gen:
             return "%s could not find the %s to the %s." % (name, k, cab)
         return "%s gave %s the %s to the %s." % (name, self.c(["him", "her", "us", "them"]), k, cab)
 
+    def agreement_embedded(self):
+        """The subject is not the sentence's first noun phrase: agreement inside a clause."""
+        subj, pl = self.subject_with_attractor()
+        clause = subj + " " + self.predicate(pl)
+        name = self.c(self.names)
+        t = self.r.randrange(4)
+        if t == 0:
+            return "When %s, %s %s." % (clause, name, self.c(["left", "laughed", "sat down", "went home", "smiled"]))
+        if t == 1:
+            return "%s said that %s." % (name, clause)
+        if t == 2:
+            return "%s knew that %s." % (name, clause)
+        return "Because %s, %s stayed." % (clause, name)
+
+    def prep_phrases(self):
+        """Every preposition, the held-out ones too, in phrases whose verb agrees with nothing."""
+        name = self.c(self.names)
+        prep = self.c(TRAIN_PREPS + HELDOUT_PREPS * 3)
+        n1, n2 = self.anynoun(), self.anynoun()
+        t = self.r.randrange(3)
+        if t == 0:
+            return "%s %s %s %s." % (name, self.c(["walked", "ran", "looked", "went", "drove", "climbed", "hurried", "turned"]),
+                                     prep, self.np(n1, self.r.random() < 0.5))
+        if t == 1:
+            return "%s put %s %s %s." % (name, self.np(n1, self.r.random() < 0.5), prep, self.np(n2, self.r.random() < 0.5))
+        return "%s found %s %s %s." % (name, self.np(n1, self.r.random() < 0.5), prep, self.np(n2, self.r.random() < 0.5))
+
     def pronoun(self):
         name = self.c(self.names)
         n = self.anynoun()
@@ -357,6 +388,8 @@ class Gen:
             name, n[0], pro, self.c(["smiled", "left", "sat down", "laughed", "went home", "wrote a letter"]))
 
     def passage(self):
+        if self.version >= 2:
+            return self.passage_v2()
         parts = []
         for _ in range(self.r.randint(3, 9)):
             x = self.r.random()
@@ -378,17 +411,35 @@ class Gen:
                 parts.append(self.pronoun())
         return " ".join(parts)
 
+    def passage_v2(self):
+        kinds = [(0.34, self.agreement), (0.10, self.agreement_embedded), (0.07, self.prep_phrases),
+                 (0.10, self.number_cues), (0.13, self.sense_passage), (0.03, self.lesson_examples),
+                 (0.09, self.story), (0.08, self.repeat), (0.02, self.lesson_objects), (0.04, self.pronoun)]
+        parts = []
+        for _ in range(self.r.randint(3, 9)):
+            x = self.r.random()
+            for w, f in kinds:
+                if x < w:
+                    parts.append(f())
+                    break
+                x -= w
+            else:
+                parts.append(self.pronoun())
+        return " ".join(parts)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("brown_dir")
     ap.add_argument("--bytes", type=int, default=6_000_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--version", type=int, default=2, choices=(1, 2),
+                    help="1: the first phase's templates; 2 adds embedded clauses and phrases with every preposition")
     ap.add_argument("--out", required=True)
     ap.add_argument("--probes", help="write the held-out nouns and prepositions (JSON)")
     a = ap.parse_args()
     lex = read_lexicon(a.brown_dir)
-    g = Gen(lex, random.Random(a.seed))
+    g = Gen(lex, random.Random(a.seed), a.version)
     out, n = [], 0
     while n < a.bytes:
         p = g.passage() + "\n\n"

