@@ -44,7 +44,10 @@ int qkv__add_size(size_t a, size_t b, size_t *out);
 
 /* Reads a whole file (at most max_bytes) into a malloc'ed, NUL-terminated buffer. */
 qkv_status qkv__read_file(const char *path, size_t max_bytes, char **data, size_t *len);
-/* Writes a whole file atomically (temp file + rename). */
+/* Writes a whole file atomically (temp file + rename) when path is new or a regular file;
+ * refuses anything else already there (symbolic link, directory, FIFO, device, socket),
+ * naming the path and what it is, and changes nothing. "-" is standard output. A failed
+ * write (ENOSPC, ...) returns QKV_EIO and leaves no temporary file. */
 qkv_status qkv__write_file(const char *path, const void *data, size_t len);
 
 /* Read-only memory map of a whole file. */
@@ -76,6 +79,7 @@ typedef struct qkv__npy {
 
 /* Loads a float32 (<f4), C-ordered .npy file; anything else is refused with a message. */
 qkv_status qkv__npy_load(const char *path, qkv__npy *arr);
+/* Writes through qkv__write_file: "-" is standard output (refused when that is a terminal). */
 qkv_status qkv__npy_save(const char *path, const float *data, int ndim, const int64_t *shape);
 void qkv__npy_free(qkv__npy *arr);
 

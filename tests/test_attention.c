@@ -1,7 +1,8 @@
 /*
  * test_attention.c -- the fused attention engine against the double-accumulation reference,
  * on every SIMD path this CPU has (scalar, avx2, avx512) and on 1 and 2 threads: a grid of
- * shapes and options, randomized shapes, backward, finite differences, the KV cache.
+ * shapes and options, randomized shapes, backward, finite differences, the KV cache, and
+ * NaN / inf / overflowing inputs (the non-finite policy of include/qkv.h).
  *
  * Tolerances (inputs uniform in [-1, 1], values |v| <= 1):
  *   out, probs        |fast - ref| <= 2e-5 * (1 + |ref|)         (float accumulation)
@@ -10,6 +11,8 @@
  *   logits ~ 1e3      the above times 500: a 1e3 logit in float is only good to ~1e-4,
  *                     and the row is then nearly one-hot; checked finite and close.
  *   finite differences (double perturbation through the reference): 1e-3 relative.
+ *   non-finite inputs (NaN, inf, logits that overflow float32): the same NaN and inf
+ *                     elements as the reference, finite ones within the tolerances above.
  */
 #include "qkv.h"
 #include "test.h"
@@ -435,6 +438,366 @@ static void bad_descriptors(void) {
     ASSERT(qkv_set_simd("sse9") == QKV_EINVAL);
 }
 
+/* ---- non-finite inputs --------------------------------------------------------------------
+ *
+ * The policy (include/qkv.h, docs/ENGINE.md; PyTorch's float semantics): NaN in, NaN out in
+ * the rows it reaches; a masked key reaches nothing; an +inf logit, a NaN logit or a row of
+ * only -inf logits makes the row's out and lse NaN; a -inf logit is p = 0; an inf value
+ * gives +-inf (or NaN) in its column; finite logits of any size are max-subtracted (one-hot
+ * when huge); a row that sees no key is 0 with lse -inf. Every path must give the
+ * reference's answer, NaN for NaN, inf for inf. */
+
+/* Index of the first element where a differs from ref (NaN must meet NaN, an inf the same
+ * inf, finite values within tol * (1 + |ref|)), or -1. */
+static long nf_mismatch(const float *a, const float *ref, size_t n, double tol) {
+    for (size_t i = 0; i < n; i++) {
+        float x = a[i], r = ref[i];
+        if (isnan(r) || isnan(x)) {
+            if (isnan(r) && isnan(x)) continue;
+            return (long)i;
+        }
+        if (isinf(r) || isinf(x)) {
+            if (x == r) continue;
+            return (long)i;
+        }
+        if (!(fabs((double)x - r) <= tol * (1.0 + fabs(r)))) return (long)i;
+    }
+    return -1;
+}
+
+typedef struct nf_case {
+    qkv_attn_desc d;
+    int kv_len[2];
+    size_t nq, nk, nrows;
+    float *q, *k, *v, *dout;
+    /* the reference's results, for the policy checks */
+    float *out, *lse, *probs, *dq, *dk, *dv;
+} nf_case;
+
+/* B = 2 (kv_len 41 and Nk), Hq = 2 sharing one kv head, Nq = 37, Nk = 53 (bottom-right
+ * causal: row i sees keys j <= i + 16), d = 24: one AVX-512 query block in which key 30 is
+ * masked for rows < 14; or a longer one (several key blocks). Inputs uniform in [-1, 1]. */
+static void nf_init(nf_case *c, int causal, int longer) {
+    memset(c, 0, sizeof *c);
+    int Nq = longer ? 90 : 37, Nk = longer ? 300 : 53, D = longer ? 64 : 24;
+    qkv_attn_desc_init(&c->d, 2, 2, 1, Nq, Nk, D);
+    c->d.causal = causal;
+    c->kv_len[0] = Nk - 12, c->kv_len[1] = Nk;
+    c->d.kv_len = c->kv_len;
+    c->nq = (size_t)2 * 2 * Nq * D, c->nk = (size_t)2 * Nk * D, c->nrows = (size_t)2 * 2 * Nq;
+    c->q = rand_buf(c->nq, 1), c->k = rand_buf(c->nk, 1), c->v = rand_buf(c->nk, 1);
+    c->dout = rand_buf(c->nq, 1);
+}
+
+static void nf_free(nf_case *c) {
+    free(c->q), free(c->k), free(c->v), free(c->dout);
+    free(c->out), free(c->lse), free(c->probs), free(c->dq), free(c->dk), free(c->dv);
+}
+
+#define NF_Q(c, b, h, i, x) ((c)->q[((((size_t)(b) * 2 + (h)) * (c)->d.n_q + (i)) * (c)->d.head_dim) + (x)])
+#define NF_K(c, b, j, x) ((c)->k[(((size_t)(b) * (c)->d.n_k + (j)) * (c)->d.head_dim) + (x)])
+#define NF_V(c, b, j, x) ((c)->v[(((size_t)(b) * (c)->d.n_k + (j)) * (c)->d.head_dim) + (x)])
+#define NF_ROW(c, b, h, i) ((((size_t)(b) * 2 + (h)) * (c)->d.n_q) + (i))
+
+static int nf_sees(const nf_case *c, int b, int i, int j) {
+    int n = c->kv_len[b];
+    if (c->d.causal && j > i + c->d.n_k - c->d.n_q) return 0;
+    return j < n;
+}
+
+/* The path in use and the reference on c's inputs: forward (out, lse, probs) and, unless
+ * no_backward, backward from the forward's own out and lse. Must agree; keeps the
+ * reference's results in c. */
+static void nf_run(nf_case *c, const char *what, int no_backward) {
+    const qkv_attn_desc *d = &c->d;
+    size_t np = c->nrows * (size_t)d->n_k;
+    float *out = zero_buf(c->nq), *lse = zero_buf(c->nrows), *probs = zero_buf(np);
+    free(c->out), free(c->lse), free(c->probs), free(c->dq), free(c->dk), free(c->dv);
+    c->out = zero_buf(c->nq), c->lse = zero_buf(c->nrows), c->probs = zero_buf(np);
+    c->dq = c->dk = c->dv = NULL;
+    ASSERT_OK(qkv_attention_forward_ref(d, c->q, c->k, c->v, c->out, c->lse, c->probs));
+    ASSERT_OK(qkv_attention_forward(d, c->q, c->k, c->v, out, lse, probs));
+    long at;
+    const char *mode = d->causal ? "causal" : "full";
+    ASSERT_MSG((at = nf_mismatch(out, c->out, c->nq, 2e-5)) < 0, "[simd %s, %d threads] %s (%s, Nk=%d): out[%ld] = %g, reference %g",
+               path_name, n_threads, what, mode, d->n_k, at, (double)out[at], (double)c->out[at]);
+    ASSERT_MSG((at = nf_mismatch(lse, c->lse, c->nrows, 2e-5)) < 0, "[simd %s, %d threads] %s (%s, Nk=%d): lse[%ld] = %g, reference %g",
+               path_name, n_threads, what, mode, d->n_k, at, (double)lse[at], (double)c->lse[at]);
+    ASSERT_MSG((at = nf_mismatch(probs, c->probs, np, 2e-5)) < 0, "[simd %s, %d threads] %s (%s, Nk=%d): probs[%ld] = %g, reference %g",
+               path_name, n_threads, what, mode, d->n_k, at, (double)probs[at], (double)c->probs[at]);
+    if (!no_backward) {
+        float *g = zero_buf(c->nq + 2 * c->nk), *g_r = zero_buf(c->nq + 2 * c->nk);
+        ASSERT_OK(qkv_attention_backward_ref(d, c->q, c->k, c->v, c->out, c->lse, c->dout, g_r, g_r + c->nq,
+                                             g_r + c->nq + c->nk));
+        ASSERT_OK(qkv_attention_backward(d, c->q, c->k, c->v, out, lse, c->dout, g, g + c->nq, g + c->nq + c->nk));
+        ASSERT_MSG((at = nf_mismatch(g, g_r, c->nq + 2 * c->nk, 1e-4)) < 0,
+                   "[simd %s, %d threads] %s (%s, Nk=%d): gradient element %ld = %g, reference %g", path_name,
+                   n_threads, what, mode, d->n_k, at, (double)g[at], (double)g_r[at]);
+        c->dq = g_r;
+        c->dk = zero_buf(c->nk), c->dv = zero_buf(c->nk);
+        memcpy(c->dk, g_r + c->nq, sizeof(float) * c->nk);
+        memcpy(c->dv, g_r + c->nq + c->nk, sizeof(float) * c->nk);
+        free(g);
+    }
+    free(out), free(lse), free(probs);
+}
+
+static int all_nan(const float *x, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isnan(x[i])) return 0;
+    return 1;
+}
+
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+/* NaN in one query row: that row's out, lse and probabilities (of the keys it sees) are
+ * NaN, every other row is untouched; backward: its dq row and the dk, dv of the keys it
+ * sees are NaN, nothing else. */
+static void nf_nan_query(int causal, int longer) {
+    nf_case c;
+    nf_init(&c, causal, longer);
+    const int D = c.d.head_dim, Nk = c.d.n_k, r = 5; /* batch 0, head 1, row 5 */
+    NF_Q(&c, 0, 1, r, 3) = NAN;
+    nf_run(&c, "NaN in q", 0);
+    for (int b = 0; b < 2; b++)
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < c.d.n_q; i++) {
+                size_t row = NF_ROW(&c, b, h, i);
+                int hit = b == 0 && h == 1 && i == r;
+                ASSERT_MSG(hit ? all_nan(c.out + row * D, D) && isnan(c.lse[row])
+                               : all_finite(c.out + row * D, (size_t)D) && isfinite(c.lse[row]),
+                           "NaN in q row: reference row b%d h%d i%d is %s", b, h, i, hit ? "not NaN" : "not finite");
+                if (hit)
+                    for (int j = 0; j < Nk; j++)
+                        ASSERT(nf_sees(&c, b, i, j) ? isnan(c.probs[row * Nk + j]) : c.probs[row * Nk + j] == 0.0f);
+            }
+    ASSERT(all_nan(c.dq + NF_ROW(&c, 0, 1, r) * D, D));
+    ASSERT(all_finite(c.dq, NF_ROW(&c, 0, 1, r) * D));
+    ASSERT(all_finite(c.dq + (NF_ROW(&c, 0, 1, r) + 1) * D, c.nq - (NF_ROW(&c, 0, 1, r) + 1) * D));
+    for (int j = 0; j < Nk; j++) {
+        int seen = nf_sees(&c, 0, r, j);
+        const float *gk = c.dk + (size_t)j * D, *gv = c.dv + (size_t)j * D;
+        ASSERT_MSG(seen ? all_nan(gk, D) && all_nan(gv, D) : all_finite(gk, (size_t)D) && all_finite(gv, (size_t)D),
+                   "NaN in q row %d: dk/dv of key %d (%s) wrong", r, j, seen ? "seen" : "masked");
+    }
+    ASSERT(all_finite(c.dk + (size_t)Nk * D, (size_t)Nk * D) && all_finite(c.dv + (size_t)Nk * D, (size_t)Nk * D));
+    nf_free(&c);
+}
+
+/* NaN in one key (or one value element): the rows that see it are NaN (the value's
+ * column only, lse untouched); the rows it is masked for (causal, kv_len) are not. */
+static void nf_nan_key_value(int causal, int longer, int in_value) {
+    nf_case c;
+    nf_init(&c, causal, longer);
+    const int D = c.d.head_dim, j0 = 30, col = 7;
+    if (in_value) NF_V(&c, 0, j0, col) = NAN;
+    else NF_K(&c, 0, j0, col) = NAN;
+    nf_run(&c, in_value ? "NaN in v" : "NaN in k", 0);
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < c.d.n_q; i++) {
+            size_t row = NF_ROW(&c, 0, h, i);
+            const float *o = c.out + row * D;
+            int seen = nf_sees(&c, 0, i, j0);
+            if (!seen) {
+                ASSERT_MSG(all_finite(o, (size_t)D) && isfinite(c.lse[row]), "NaN in a masked %s leaked into row %d",
+                           in_value ? "value" : "key", i);
+            } else if (in_value) {
+                ASSERT(isfinite(c.lse[row]));
+                for (int x = 0; x < D; x++) ASSERT(x == col ? isnan(o[x]) : isfinite(o[x]));
+            } else {
+                ASSERT(all_nan(o, D) && isnan(c.lse[row]));
+            }
+        }
+    ASSERT(all_finite(c.out + NF_ROW(&c, 1, 0, 0) * D, c.nq / 2)); /* batch 1 */
+    nf_free(&c);
+}
+
+/* Padding keys (j >= kv_len) full of NaN change nothing. */
+static void nf_nan_padding(int causal, int longer) {
+    nf_case c;
+    nf_init(&c, causal, longer);
+    const int D = c.d.head_dim;
+    nf_run(&c, "clean", 0);
+    float *out = c.out, *dq = c.dq;
+    c.out = NULL, c.dq = NULL;
+    for (int j = c.kv_len[0]; j < c.d.n_k; j++)
+        for (int x = 0; x < D; x++) NF_K(&c, 0, j, x) = NF_V(&c, 0, j, x) = NAN;
+    nf_run(&c, "NaN in the kv_len padding", 0);
+    ASSERT(nf_mismatch(c.out, out, c.nq, 0.0) < 0 && nf_mismatch(c.dq, dq, c.nq, 0.0) < 0);
+    ASSERT(all_finite(c.dk, c.nk) && all_finite(c.dv, c.nk));
+    free(out), free(dq);
+    nf_free(&c);
+}
+
+/* An inf key element: a row's logit is +inf (q element > 0: row NaN) or -inf (< 0: p = 0,
+ * the row stays finite). An inf value element: +inf in its column where seen. */
+static void nf_inf(int causal, int longer) {
+    nf_case c;
+    nf_init(&c, causal, longer);
+    const int D = c.d.head_dim, j0 = 30, col = 2;
+    NF_K(&c, 0, j0, col) = INFINITY;
+    nf_run(&c, "inf in k", 0);
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < c.d.n_q; i++) {
+            size_t row = NF_ROW(&c, 0, h, i);
+            int nan_row = nf_sees(&c, 0, i, j0) && NF_Q(&c, 0, h, i, col) > 0.0f;
+            ASSERT_MSG(nan_row ? all_nan(c.out + row * D, D) && isnan(c.lse[row])
+                               : all_finite(c.out + row * D, (size_t)D) && isfinite(c.lse[row]),
+                       "inf in k: row h%d i%d (q %g) should be %s", h, i, (double)NF_Q(&c, 0, h, i, col),
+                       nan_row ? "NaN" : "finite");
+            if (!nan_row && nf_sees(&c, 0, i, j0)) ASSERT(c.probs[row * c.d.n_k + j0] == 0.0f);
+        }
+    NF_K(&c, 0, j0, col) = 0.5f;
+    NF_V(&c, 0, j0, col) = INFINITY;
+    nf_run(&c, "inf in v", 0);
+    for (int i = 0; i < c.d.n_q; i++) {
+        const float *o = c.out + NF_ROW(&c, 0, 0, i) * D;
+        int seen = nf_sees(&c, 0, i, j0);
+        for (int x = 0; x < D; x++) ASSERT(seen && x == col ? o[x] == INFINITY : isfinite(o[x]));
+    }
+    nf_free(&c);
+}
+
+/* Overflow: q, k ~ 1e30 make every logit overflow float32 (NaN or +-inf): every row that
+ * sees a key is NaN, as in PyTorch (rows that see none stay 0 / -inf). q, k ~ 1e15 give
+ * logits ~ 1e29, finite: the max-subtracted softmax is one-hot, out = v of the argmax. */
+static void nf_huge(int causal, int longer) {
+    nf_case c;
+    nf_init(&c, causal, longer);
+    const int D = c.d.head_dim, Nk = c.d.n_k;
+    for (size_t i = 0; i < c.nq; i++) c.q[i] *= 1e30f;
+    for (size_t i = 0; i < c.nk; i++) c.k[i] *= 1e30f;
+    nf_run(&c, "q, k ~ 1e30", 0);
+    for (size_t row = 0; row < c.nrows; row++) {
+        int b = (int)(row / (2 * (size_t)c.d.n_q)), i = (int)(row % (size_t)c.d.n_q);
+        int sees = nf_sees(&c, b, i, 0);
+        ASSERT_MSG(sees ? all_nan(c.out + row * D, D) && isnan(c.lse[row])
+                        : c.lse[row] == -INFINITY && c.out[row * D] == 0.0f,
+                   "q, k ~ 1e30: row %zu should be %s", row, sees ? "NaN" : "0 (sees nothing)");
+    }
+    for (size_t i = 0; i < c.nq; i++) c.q[i] *= 1e-15f;
+    for (size_t i = 0; i < c.nk; i++) c.k[i] *= 1e-15f;
+    /* the forward only: the backward's probabilities come from a float32 lse, which cannot
+     * resolve logits this size (FlashAttention-2 has the same limit) */
+    nf_run(&c, "q, k ~ 1e15", 1);
+    for (int b = 0; b < 2; b++)
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < c.d.n_q; i++) {
+                size_t row = NF_ROW(&c, b, h, i);
+                int best = -1;
+                double bs = -INFINITY;
+                for (int j = 0; j < Nk; j++) {
+                    if (!nf_sees(&c, b, i, j)) continue;
+                    double s = 0.0;
+                    for (int x = 0; x < D; x++) s += (double)NF_Q(&c, b, h, i, x) * NF_K(&c, b, j, x);
+                    if (s > bs) bs = s, best = j;
+                }
+                if (best < 0) continue;
+                ASSERT(isfinite(c.lse[row]) && fabs(c.lse[row] * sqrt((double)D) / bs - 1.0) < 1e-5);
+                for (int x = 0; x < D; x++) ASSERT_CLOSE(c.out[row * D + x], NF_V(&c, b, best, x), 1e-6);
+            }
+    nf_free(&c);
+}
+
+/* Every logit -inf (q = e0, k[:, 0] = -inf, the rest 0): softmax of nothing but -inf is
+ * NaN, as in PyTorch; distinct from a row that sees no key (0, lse -inf). */
+static void nf_all_neg_inf(int causal, int longer) {
+    nf_case c;
+    nf_init(&c, causal, longer);
+    const int D = c.d.head_dim;
+    memset(c.q, 0, sizeof(float) * c.nq);
+    memset(c.k, 0, sizeof(float) * c.nk);
+    for (size_t i = 0; i < c.nq; i += (size_t)D) c.q[i] = 1.0f;
+    for (size_t j = 0; j < c.nk; j += (size_t)D) c.k[j] = -INFINITY;
+    nf_run(&c, "all logits -inf", 0);
+    for (size_t row = 0; row < c.nrows; row++) {
+        int b = (int)(row / (2 * (size_t)c.d.n_q)), i = (int)(row % (size_t)c.d.n_q);
+        int sees = nf_sees(&c, b, i, 0);
+        ASSERT(sees ? all_nan(c.out + row * D, D) && isnan(c.lse[row]) : c.lse[row] == -INFINITY);
+    }
+    nf_free(&c);
+}
+
+/* NaN in the upstream gradient of one row: its dq row and the dk, dv of the keys it
+ * sees are NaN, nothing else (backward only). */
+static void nf_nan_dout(int causal, int longer) {
+    nf_case c;
+    nf_init(&c, causal, longer);
+    const int D = c.d.head_dim, Nk = c.d.n_k, r = 3;
+    c.dout[NF_ROW(&c, 0, 0, r) * D + 1] = NAN;
+    nf_run(&c, "NaN in dout", 0);
+    ASSERT(all_nan(c.dq + NF_ROW(&c, 0, 0, r) * D, D));
+    ASSERT(all_finite(c.dq + (NF_ROW(&c, 0, 0, r) + 1) * D, c.nq - (NF_ROW(&c, 0, 0, r) + 1) * D));
+    for (int j = 0; j < Nk; j++) {
+        int seen = nf_sees(&c, 0, r, j);
+        ASSERT(seen ? isnan(c.dk[(size_t)j * D]) && isnan(c.dv[(size_t)j * D + 1])
+                    : all_finite(c.dk + (size_t)j * D, (size_t)D) && all_finite(c.dv + (size_t)j * D, (size_t)D));
+    }
+    nf_free(&c);
+}
+
+/* Decoding (one query against a KV cache, kvcache.c's own kernel) follows the same policy. */
+static void nf_decode(void) {
+    const int Hq = 4, Hkv = 2, d = 40, T = 150;
+    float *k = rand_buf((size_t)Hkv * T * d, 1), *v = rand_buf((size_t)Hkv * T * d, 1);
+    float *q = rand_buf((size_t)Hq * d, 1), *out = zero_buf((size_t)Hq * d), *ref = zero_buf((size_t)Hq * d);
+    for (int t = 0; t < 5; t++) {
+        float *kk = malloc(sizeof(float) * (size_t)Hkv * T * d), *vv = malloc(sizeof(float) * (size_t)Hkv * T * d);
+        float *qq = malloc(sizeof(float) * (size_t)Hq * d);
+        memcpy(kk, k, sizeof(float) * (size_t)Hkv * T * d), memcpy(vv, v, sizeof(float) * (size_t)Hkv * T * d);
+        memcpy(qq, q, sizeof(float) * (size_t)Hq * d);
+        const char *what = t == 0 ? "NaN in k" : t == 1 ? "NaN in v" : t == 2 ? "q, k ~ 1e30" : t == 3 ? "all -inf" : "q, k ~ 1e15";
+        if (t == 0) kk[(size_t)T * d + 77 * d + 3] = NAN;           /* kv head 1, key 77 */
+        if (t == 1) vv[90 * d + 5] = NAN, vv[(size_t)T * d + 100 * d + 6] = INFINITY;
+        if (t == 2 || t == 4)
+            for (size_t i = 0; i < (size_t)Hkv * T * d; i++) kk[i] *= t == 2 ? 1e30f : 1e15f;
+        if (t == 2 || t == 4)
+            for (size_t i = 0; i < (size_t)Hq * d; i++) qq[i] *= t == 2 ? 1e30f : 1e15f;
+        if (t == 3) {
+            memset(kk, 0, sizeof(float) * (size_t)Hkv * T * d);
+            for (size_t i = 0; i < (size_t)Hkv * T * d; i += (size_t)d) kk[i] = -INFINITY;
+            for (size_t i = 0; i < (size_t)Hq * d; i++) qq[i] = i % (size_t)d == 0 ? 1.0f : 0.0f;
+        }
+        qkv_kvcache *cache = NULL;
+        ASSERT_OK(qkv_kvcache_create(1, Hkv, d, T, &cache));
+        ASSERT_OK(qkv_kvcache_append(cache, 0, T - 1, kk, vv, (ptrdiff_t)T * d, d));
+        ASSERT_OK(qkv_kvcache_commit(cache, T - 1));
+        ASSERT_OK(qkv_kvcache_append(cache, 0, 1, kk + (size_t)(T - 1) * d, vv + (size_t)(T - 1) * d, (ptrdiff_t)T * d, d));
+        ASSERT_OK(qkv_kvcache_attend(cache, 0, Hq, 1, qq, d, d, out, 0.0f, 0.0f));
+        qkv_attn_desc desc;
+        qkv_attn_desc_init(&desc, 1, Hq, Hkv, 1, T, d);
+        ASSERT_OK(qkv_attention_forward_ref(&desc, qq, kk, vv, ref, NULL, NULL));
+        long at = nf_mismatch(out, ref, (size_t)Hq * d, 2e-5);
+        ASSERT_MSG(at < 0, "[simd %s] decoding, %s: out[%ld] = %g, reference %g", path_name, what, at,
+                   (double)out[at], (double)ref[at]);
+        if (t == 0) ASSERT(all_finite(ref, 2 * (size_t)d) && all_nan(ref + 2 * d, 2 * d));
+        if (t == 2 || t == 3) ASSERT(all_nan(ref, Hq * d));
+        if (t == 4) ASSERT(all_finite(ref, (size_t)Hq * d));
+        qkv_kvcache_free(cache);
+        free(kk), free(vv), free(qq);
+    }
+    free(k), free(v), free(q), free(out), free(ref);
+}
+
+static void nonfinite_inputs(void) {
+    for (int longer = 0; longer < 2; longer++)
+        for (int causal = 0; causal < 2; causal++) {
+            nf_nan_query(causal, longer);
+            nf_nan_key_value(causal, longer, 0);
+            nf_nan_key_value(causal, longer, 1);
+            nf_nan_padding(causal, longer);
+            nf_inf(causal, longer);
+            nf_huge(causal, longer);
+            nf_all_neg_inf(causal, longer);
+            nf_nan_dout(causal, longer);
+        }
+    nf_decode();
+}
+
 /* ---- every SIMD path, 1 and 2 threads ----------------------------------------------------- */
 
 static const char *paths[] = {"scalar", "avx2", "avx512"};
@@ -460,6 +823,7 @@ static void t_rows_that_see_nothing(void) { EACH_PATH(rows_that_see_nothing()) }
 static void t_randomized_shapes(void) { EACH_PATH(randomized_shapes()) }
 static void t_finite_differences(void) { EACH_PATH(gradients_vs_finite_differences()) }
 static void t_kvcache(void) { EACH_PATH(kvcache_decode_equals_full()) }
+static void t_nonfinite(void) { EACH_PATH(nonfinite_inputs()) }
 static void t_nested(void) {
     for (size_t pi = 0; pi < sizeof paths / sizeof paths[0]; pi++)
         if (qkv_set_simd(paths[pi]) == QKV_OK) {
@@ -485,6 +849,7 @@ int main(void) {
     RUN(t_randomized_shapes);
     RUN(t_finite_differences);
     RUN(t_kvcache);
+    RUN(t_nonfinite);
     RUN(t_nested);
     RUN(t_long_sequence);
     printf("%ld shape/option configurations checked against the reference (forward%s)\n", n_cases,

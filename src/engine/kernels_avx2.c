@@ -28,10 +28,11 @@ static inline float VHSUM(vf a) {
     return _mm_cvtss_f32(s);
 }
 
-/* 2^x as in kernels_avx512.c; the 2^n factor is built in the exponent bits. */
+/* 2^x as in kernels_avx512.c (NaN passes through); the 2^n factor is built in the
+ * exponent bits. */
 static inline vf vexp2(vf x) {
-    vf keep = _mm256_cmp_ps(x, _mm256_set1_ps(-126.0f), _CMP_GE_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-126.0f)), _mm256_set1_ps(126.0f));
+    vf keep = _mm256_cmp_ps(x, _mm256_set1_ps(-126.0f), _CMP_NLT_UQ);
+    x = _mm256_min_ps(_mm256_set1_ps(126.0f), _mm256_max_ps(_mm256_set1_ps(-126.0f), x));
     vf n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     vf f = _mm256_sub_ps(x, n);
     vf p = _mm256_set1_ps(1.5403530e-4f);

@@ -24,10 +24,12 @@ typedef __m512 vf;
 #define VSEL_LT(a, b, x, y) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((a), (b), _CMP_LT_OQ), (y), (x))
 
 /* 2^x: x = n + f with n = round(x), |f| <= 1/2; 2^f by its degree-6 Taylor polynomial
- * (relative error < 1e-7), times 2^n with scalef. x < -126 (and -inf) gives exactly 0. */
+ * (relative error < 1e-7), times 2^n with scalef. x < -126 (and -inf) gives exactly 0;
+ * NaN gives NaN (the row's sum then carries it: NaN in, NaN out). min/max return their
+ * second operand when either is NaN, so x goes second to pass through the clamp. */
 static inline vf vexp2(vf x) {
-    __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_GE_OQ);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-126.0f)), _mm512_set1_ps(126.0f));
+    __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+    x = _mm512_min_ps(_mm512_set1_ps(126.0f), _mm512_max_ps(_mm512_set1_ps(-126.0f), x));
     vf n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     vf f = _mm512_sub_ps(x, n);
     vf p = _mm512_set1_ps(1.5403530e-4f);

@@ -22,6 +22,7 @@ typedef float vf;
 #define VHSUM(a) (a)
 #define VSEL_LT(a, b, x, y) ((a) < (b) ? (x) : (y))
 
+/* 0 below 2^-126 and for -inf, NaN for NaN, as the SIMD versions */
 static inline float vexp2(float x) { return x < -126.0f ? 0.0f : exp2f(x); }
 
 #define NV 4

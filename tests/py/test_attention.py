@@ -138,5 +138,81 @@ def matches_torch_private_sdpa():
         assert err <= 1e-5, "causal=%s: max |out - torch sdpa| = %.3g > 1e-5" % (causal, err)
 
 
+def torch_f32(q, k, v, causal):
+    """PyTorch's float32 math path, softmax(q k^T / sqrt(d) + mask) v, and logsumexp."""
+    q, k, v = (torch.tensor(a) for a in (q, k, v))
+    s = (q @ k.transpose(-2, -1)) / q.shape[-1] ** 0.5
+    if causal:
+        nq, nk = s.shape[-2:]
+        i = torch.arange(nq).unsqueeze(1)
+        j = torch.arange(nk).unsqueeze(0)
+        s = s.masked_fill(j > i + (nk - nq), float("-inf"))
+    return (torch.softmax(s, -1) @ v).numpy(), torch.logsumexp(s, -1).numpy()
+
+
+@test
+def nonfinite_like_torch():
+    """NaN, inf and overflowing inputs through the CLI against PyTorch float32 (the policy in
+    include/qkv.h): the same NaN and inf elements, finite ones close; lse NaN where the row
+    is undefined (torch.logsumexp says +-inf there). One documented difference: a masked
+    key's NaN value reaches no row here, while PyTorch's 0 * NaN puts it in every row."""
+    need_torch()
+    rng = np.random.default_rng(11)
+    nan, inf = float("nan"), float("inf")
+    shape = (1, 2, 9, 16)
+    base = [rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(3)]
+
+    def case(edit, causal=False):
+        q, k, v = (a.copy() for a in base)
+        edit(q, k, v)
+        return q, k, v
+
+    def put(a, idx, x):
+        a[idx] = x
+
+    cases = [
+        ("NaN in q", case(lambda q, k, v: put(q, (0, 1, 4, 3), nan)), False),
+        ("NaN in k", case(lambda q, k, v: put(k, (0, 0, 6, 2), nan)), False),
+        ("NaN in k, causal", case(lambda q, k, v: put(k, (0, 0, 6, 2), nan)), True),
+        ("NaN in v", case(lambda q, k, v: put(v, (0, 1, 6, 5), nan)), False),
+        ("inf in q row", case(lambda q, k, v: put(q, (0, 0, 2, slice(None)), inf)), False),
+        ("inf in k", case(lambda q, k, v: put(k, (0, 0, 6, 2), inf)), False),
+        ("-inf and inf in v", case(lambda q, k, v: (put(v, (0, 0, 3, 1), -inf), put(v, (0, 0, 5, 1), inf))), False),
+        ("q, k ~ 1e30", case(lambda q, k, v: (q.__imul__(1e30), k.__imul__(1e30))), True),
+        ("q, k ~ 1e15", case(lambda q, k, v: (q.__imul__(1e15), k.__imul__(1e15))), False),
+    ]
+    d = tmpdir()
+    paths = {n: os.path.join(d, n + ".npy") for n in ("q", "k", "v", "o", "lse")}
+    for simd in ("scalar", "avx2", "avx512"):
+        for what, (q, k, v), causal in cases:
+            np.save(paths["q"], q), np.save(paths["k"], k), np.save(paths["v"], v)
+            args = ["attention", "--q", paths["q"], "--k", paths["k"], "--v", paths["v"], "--out", paths["o"],
+                    "--lse", paths["lse"]] + (["--causal"] if causal else [])
+            qkv(*args, env={"QKV_SIMD": simd})
+            out, lse = np.load(paths["o"]), np.load(paths["lse"])
+            want, want_lse = torch_f32(q, k, v, causal)
+            tag = "%s (simd %s)" % (what, simd)
+            assert np.array_equal(np.isnan(out), np.isnan(want)), "%s: NaN elements differ from torch" % tag
+            assert np.array_equal(np.isinf(out), np.isinf(want)) and np.all(out[np.isinf(out)] == want[np.isinf(want)]), \
+                "%s: inf elements differ" % tag
+            fin = np.isfinite(want)
+            assert fin.any() or what.startswith("q, k ~ 1e30"), tag
+            err = np.max(np.abs(out[fin] - want[fin]), initial=0.0)
+            assert err <= 1e-5, "%s: max |out - torch| = %.3g" % (tag, err)
+            undefined = np.isnan(want).all(axis=-1)
+            assert np.all(np.isnan(lse[undefined])), "%s: lse of an undefined row is not NaN" % tag
+            ok = ~undefined
+            assert np.allclose(lse[ok], want_lse[ok], rtol=1e-5, atol=1e-5), "%s: lse differs" % tag
+    # the difference: NaN or inf in a value that rows 0..5 never see (causal)
+    for x in (nan, inf):
+        q, k, v = case(lambda q, k, v: put(v, (0, 0, 6, 2), x))
+        np.save(paths["q"], q), np.save(paths["k"], k), np.save(paths["v"], v)
+        qkv("attention", "--q", paths["q"], "--k", paths["k"], "--v", paths["v"], "--out", paths["o"], "--causal")
+        out, want = np.load(paths["o"]), torch_f32(q, k, v, True)[0]
+        assert np.isnan(want[0, 0, :6, 2]).all(), "PyTorch no longer leaks a masked %s: update the docs" % x
+        assert np.isfinite(out[0, 0, :6]).all(), "a masked %s value leaked" % x
+        assert np.array_equal(out[0, 0, 6:, 2], want[0, 0, 6:, 2], equal_nan=True)
+
+
 if __name__ == "__main__":
     run_all()

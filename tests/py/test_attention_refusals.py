@@ -117,6 +117,21 @@ def bad_options():
     refused("--q", Q, "--k", K, "--v", expect="needs a value")
 
 
+@test
+def nonfinite_input_warns_exit_0():
+    """NaN in the input is not refused (the result follows PyTorch: NaN rows), but stderr
+    says how many output values are NaN or inf; clean input gets no warning."""
+    data = bytearray(struct.pack("<f", 0.5) * (4 * 5 * 8))
+    data[4 * (2 * 8 + 3):4 * (2 * 8 + 4)] = struct.pack("<f", float("nan"))  # head 0, row 2
+    qn = npy("qnan.npy", (1, 4, 5, 8), data=bytes(data))
+    out = os.path.join(DIR, "onan.npy")
+    cp = qkv("attention", "--q", qn, "--k", K, "--v", V, "--out", out, check=False, timeout=120)
+    err = cp.stderr.decode(errors="replace")
+    assert cp.returncode == 0 and "warning: 8 of 160 output values are NaN" in err, (cp.returncode, err)
+    cp = qkv("attention", "--q", Q, "--k", K, "--v", V, "--out", out, timeout=120)
+    assert b"warning" not in cp.stderr, cp.stderr
+
+
 if __name__ == "__main__":
     try:
         run_all()
