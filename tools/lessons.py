@@ -380,6 +380,22 @@ class Gen:
             return "%s put %s %s %s." % (name, self.np(n1, self.r.random() < 0.5), prep, self.np(n2, self.r.random() < 0.5))
         return "%s found %s %s %s." % (name, self.np(n1, self.r.random() < 0.5), prep, self.np(n2, self.r.random() < 0.5))
 
+    def repeat_v3(self):
+        """Repeats without a cue too: copying must not wait for the word "again"."""
+        k = self.r.randint(3, 16)
+        words = [self.c(self.common)[self.r.random() < 0.3] if self.r.random() < 0.6 else self.c(self.adjs)
+                 for _ in range(k)]
+        seq = " ".join(words)
+        t = self.r.randrange(5)
+        if t <= 1:
+            return "%s. %s." % (seq, seq)
+        if t == 2:
+            return "%s, %s, %s." % (seq, seq, seq)
+        if t == 3:
+            a, b = self.r.sample(self.names, 2)
+            return "%s wrote %s on the board, and later %s read %s aloud." % (a, seq, b, seq)
+        return self.repeat()
+
     def pronoun(self):
         name = self.c(self.names)
         n = self.anynoun()
@@ -388,6 +404,8 @@ class Gen:
             name, n[0], pro, self.c(["smiled", "left", "sat down", "laughed", "went home", "wrote a letter"]))
 
     def passage(self):
+        if self.version >= 3:
+            return self.passage_v3()
         if self.version >= 2:
             return self.passage_v2()
         parts = []
@@ -428,13 +446,31 @@ class Gen:
         return " ".join(parts)
 
 
+    def passage_v3(self):
+        kinds = [(0.32, self.agreement), (0.10, self.agreement_embedded), (0.06, self.prep_phrases),
+                 (0.09, self.number_cues), (0.12, self.sense_passage), (0.03, self.lesson_examples),
+                 (0.09, self.story), (0.13, self.repeat_v3), (0.02, self.lesson_objects), (0.04, self.pronoun)]
+        parts = []
+        for _ in range(self.r.randint(3, 9)):
+            x = self.r.random()
+            for w, f in kinds:
+                if x < w:
+                    parts.append(f())
+                    break
+                x -= w
+            else:
+                parts.append(self.pronoun())
+        return " ".join(parts)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("brown_dir")
     ap.add_argument("--bytes", type=int, default=6_000_000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--version", type=int, default=2, choices=(1, 2),
-                    help="1: the first phase's templates; 2 adds embedded clauses and phrases with every preposition")
+    ap.add_argument("--version", type=int, default=2, choices=(1, 2, 3),
+                    help="1: the first phase's templates; 2 adds embedded clauses and phrases with every "
+                         "preposition; 3 adds repeats without a cue word")
     ap.add_argument("--out", required=True)
     ap.add_argument("--probes", help="write the held-out nouns and prepositions (JSON)")
     a = ap.parse_args()
