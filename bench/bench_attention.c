@@ -342,10 +342,17 @@ int qkv__bench_attention(int argc, char **argv) {
                 s = *end == ',' ? end + 1 : end;
             }
         } else if (!strcmp(a, "--threads") && i + 1 < argc) {
-            threads = atoi(argv[++i]);
-            if (threads < 1) return qkv__cli_usage_error("bench attention", "--threads must be >= 1");
+            long t;
+            if (qkv__cli_read_long(argv[++i], 1, 1024, &t))
+                return qkv__cli_usage_error("bench attention", "--threads must be an integer in [1, 1024] (got '%s')",
+                                            argv[i]);
+            threads = (int)t;
         } else if (!strcmp(a, "--budget") && i + 1 < argc) {
-            budget = atof(argv[++i]);
+            float b;
+            if (qkv__cli_read_float(argv[++i], &b) || !(b >= 0.01f && b <= 60.0f))
+                return qkv__cli_usage_error("bench attention", "--budget must be a number of seconds in [0.01, 60] "
+                                            "(got '%s')", argv[i]);
+            budget = b;
         } else if (!strcmp(a, "--no-peers")) {
             peers = 0;
         } else if (!strcmp(a, "--no-decode")) {
@@ -353,9 +360,10 @@ int qkv__bench_attention(int argc, char **argv) {
         } else if (!strcmp(a, "--json") && i + 1 < argc) {
             json_path = argv[++i];
         } else {
-            fprintf(stderr, "usage: qkv bench attention [--quick] [--sizes 128,512,...] [--threads N] "
+            int help = !strcmp(a, "--help") || !strcmp(a, "-h");
+            fprintf(help ? stdout : stderr, "usage: qkv bench attention [--quick] [--sizes 128,512,...] [--threads N] "
                             "[--budget SEC] [--no-peers] [--no-decode] [--json FILE]\n");
-            return !strcmp(a, "--help") || !strcmp(a, "-h") ? 0 : 2;
+            return help ? 0 : qkv__cli_usage_error("bench attention", "unknown option or missing value '%s'", a);
         }
     }
     const char *isa;

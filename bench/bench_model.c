@@ -167,9 +167,21 @@ int qkv__bench_model(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
-        if (!strcmp(a, "--threads") && has) threads = atoi(argv[++i]);
-        else if (!strcmp(a, "--reps") && has) reps = atoi(argv[++i]);
-        else if (!strcmp(a, "--gen") && has) n_gen = atoi(argv[++i]);
+        /* each count with its range, stated when refused (no silent clamping) */
+        int *slot = !strcmp(a, "--threads") ? &threads : !strcmp(a, "--reps") ? &reps
+                  : !strcmp(a, "--gen") ? &n_gen : NULL;
+        long lo = slot == &threads ? 1 : slot == &reps ? 1 : 2, hi = slot == &threads ? 1024 : slot == &reps ? 16 : 900;
+        if (slot && has) {
+            long v;
+            if (qkv__cli_read_long(argv[++i], lo, hi, &v))
+                return qkv__cli_usage_error("bench model", "%s must be an integer in [%ld, %ld] (got '%s')", a, lo, hi,
+                                            argv[i]);
+            *slot = (int)v;
+        }
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: qkv bench model [--threads N] [--reps R] [--gen N] [--no-peers] [--quick]\n");
+            return 0;
+        }
         else if (!strcmp(a, "--no-peers")) peers = 0;
         else if (!strcmp(a, "--quick")) quick = 1;
         else return qkv__cli_usage_error("bench model", "unknown option '%s' (--threads N, --reps R, "

@@ -79,6 +79,12 @@ typedef struct qkv__npy {
 
 /* Loads a float32 (<f4), C-ordered .npy file; anything else is refused with a message. */
 qkv_status qkv__npy_load(const char *path, qkv__npy *arr);
+/* The same in two steps, so callers can check several files' shapes against each other
+ * before reading any data: _header reads and checks only the header (and that the file size
+ * fits the shape), leaving data NULL; _read then loads the data of an arr from _header
+ * (refused if the file's shape has changed since). On failure arr's data is freed. */
+qkv_status qkv__npy_header(const char *path, qkv__npy *arr);
+qkv_status qkv__npy_read(const char *path, qkv__npy *arr);
 /* Writes through qkv__write_file: "-" is standard output (refused when that is a terminal). */
 qkv_status qkv__npy_save(const char *path, const float *data, int ndim, const int64_t *shape);
 void qkv__npy_free(qkv__npy *arr);

@@ -583,6 +583,27 @@ static void test_loader_errors(void) {
     expect_load_error("merge_dup", ok, "a b\na b\n", QKV_EFORMAT, "twice");
     expect_load_error("merge_utf8", ok, "a \xff\n", QKV_EFORMAT, "UTF-8");
     expect_load_error("merge_alpha", ok, "a \xc4\x80\xc5\x90\n", QKV_EFORMAT, "U+0150");
+    /* no merges (issue 14): refused unless the vocabulary is bytes-only (+ <|endoftext|>) */
+    expect_load_error("merges_empty", ok, "", QKV_EFORMAT,
+                      "no merges, but vocab.json has 1 token beyond the 256 bytes and <|endoftext|>");
+    expect_load_error("merges_version_only", ok, "#version: 0.2\n", QKV_EFORMAT, "no merges");
+    expect_load_error("merges_blank_lines", ok, "#version: 0.2\r\n\n\n", QKV_EFORMAT, "no merges");
+    v = byte_vocab(", \"ab\": 256");
+    expect_load_error("merges_empty_no_eot", v, "", QKV_EFORMAT, "1 token beyond the 256 bytes;");
+    free(v);
+    v = byte_vocab("");
+    ASSERT_OK(load_files("bytes_only", v, strlen(v), "", &tok));
+    ASSERT_EQ_INT(qkv__tokenizer_n_merges(tok), 0);
+    qkv_tokenizer_free(tok);
+    free(v);
+    v = byte_vocab(", \"<|endoftext|>\": 256");
+    ASSERT_OK(load_files("bytes_eot", v, strlen(v), "#version: 0.2\n", &tok));
+    ASSERT_EQ_INT(qkv_tokenizer_eot(tok), 256);
+    ASSERT_OK(qkv_tokenizer_encode(tok, "ab", 2, 0, &ids, &n));
+    ASSERT(n == 2);
+    free(ids);
+    qkv_tokenizer_free(tok);
+    free(v);
     free(ok);
 }
 

@@ -186,8 +186,8 @@ int qkv__cmd_attend(int argc, char **argv) {
             char *end;
             errno = 0;
             double t = strtod(argv[++i], &end);
-            if (end == argv[i] || *end || errno || !isfinite(t) || t <= 0 || t > 1e6)
-                return qkv__cli_usage_error(CMD, "--temperature must be a number > 0 (got '%s')",
+            if (end == argv[i] || *end || errno || !(t >= 1e-6 && t <= 1e6))
+                return qkv__cli_usage_error(CMD, "--temperature must be a number in [1e-6, 1e6] (got '%s')",
                                             argv[i]);
             temperature = (float)t;
         } else if (!strcmp(a, "--no-causal")) {

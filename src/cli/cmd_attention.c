@@ -30,7 +30,7 @@ static void usage(FILE *out) {
             "  Q [B, Hq, Nq, d], K and V [B, Hkv, Nk, d] (Hq a multiple of Hkv, d <= 256).\n"
             "  --causal         query i sees key j iff j <= i + (Nk - Nq) (bottom-right aligned)\n"
             "  --scale S        logit scale (default 1/sqrt(d))\n"
-            "  --temperature T  divides the logits (default 1; must be > 0)\n"
+            "  --temperature T  divides the logits (default 1; in [1e-6, 1e6])\n"
             "  --out, --lse     output [B, Hq, Nq, d] and natural-log log-sum-exp [B, Hq, Nq]\n"
             "  --probs          the attention probabilities [B, Hq, Nq, Nk] (materialised)\n"
             "                   any one output may be '-': the .npy goes to stdout\n"
@@ -39,22 +39,25 @@ static void usage(FILE *out) {
             "  $QKV_SIMD=avx512|avx2|scalar forces a kernel path.\n");
 }
 
-static int parse_float(const char *opt, const char *s, float *out) {
+/* A number in [lo, hi]; the message states that range (issue 14: "1e30" must not be told
+ * "must be positive"). */
+static int parse_float(const char *opt, const char *s, double lo, double hi, float *out) {
     char *end;
     errno = 0;
     double x = strtod(s, &end);
-    if (end == s || *end || errno == ERANGE || !isfinite(x) || fabs(x) > 3.0e38)
-        return qkv__cli_usage_error(CMD, "%s: '%s' is not a finite number", opt, s);
+    if (end == s || *end || errno == ERANGE || !(x >= lo && x <= hi))
+        return qkv__cli_usage_error(CMD, "%s must be a number in [%g, %g] (got '%s')", opt, lo, hi, s);
     *out = (float)x;
     return 0;
 }
 
-/* A 4-D float32 array: loads it and checks the rank. */
-static qkv_status load4(const char *what, const char *path, qkv__npy *a) {
-    qkv_status st = qkv__npy_load(path, a);
+/* A 4-D float32 array's header: reads only the header (and checks the file's size fits the
+ * shape) and the rank. The data is read by qkv__npy_read once every shape has been checked
+ * against the others, so a mismatched 1 GiB K is refused without reading it (issue 14). */
+static qkv_status header4(const char *what, const char *path, qkv__npy *a) {
+    qkv_status st = qkv__npy_header(path, a);
     if (st) return st;
     if (a->ndim != 4) {
-        qkv__npy_free(a);
         return qkv__fail(QKV_ESHAPE, "%s (%s): %d dimensions, expected 4 [B, heads, N, d]", what, path,
                          a->ndim);
     }
@@ -102,18 +105,17 @@ int qkv__cmd_attention(int argc, char **argv) {
         if (slot) {
             *slot = val;
         } else if (!strcmp(a, "--scale")) {
-            if (parse_float(a, val, &scale)) return 2;
-            if (scale == 0.0f) return qkv__cli_usage_error(CMD, "--scale must be nonzero");
+            if (parse_float(a, val, -3e38, 3e38, &scale)) return 2;
+            if (scale == 0.0f) return qkv__cli_usage_error(CMD, "--scale must be nonzero (got '%s')", val);
             have_scale = 1;
         } else if (!strcmp(a, "--temperature")) {
-            if (parse_float(a, val, &temperature)) return 2;
-            if (!(temperature > 0.0f))
-                return qkv__cli_usage_error(CMD, "--temperature %s: must be positive (it divides the logits)", val);
+            /* it divides the logits; the engine takes [1e-6, float max], the CLI stops at 1e6 */
+            if (parse_float(a, val, 1e-6, 1e6, &temperature)) return 2;
         } else {
             char *end;
             long n = strtol(val, &end, 10);
             if (end == val || *end || n < 1 || n > 1024)
-                return qkv__cli_usage_error(CMD, "--threads '%s': expected a count in [1, 1024]", val);
+                return qkv__cli_usage_error(CMD, "--threads must be an integer in [1, 1024] (got '%s')", val);
             threads = (int)n;
         }
     }
@@ -136,7 +138,7 @@ int qkv__cmd_attention(int argc, char **argv) {
     qkv__npy Q = {0}, K = {0}, V = {0}, DO = {0};
     float *out = NULL, *lse = NULL, *probs = NULL, *grads = NULL;
     char s1[96], s2[96];
-    if ((st = load4("Q", q_path, &Q)) || (st = load4("K", k_path, &K)) || (st = load4("V", v_path, &V)))
+    if ((st = header4("Q", q_path, &Q)) || (st = header4("K", k_path, &K)) || (st = header4("V", v_path, &V)))
         goto fail;
     shape_str(&K, s1, sizeof s1);
     shape_str(&V, s2, sizeof s2);
@@ -165,7 +167,7 @@ int qkv__cmd_attention(int argc, char **argv) {
         goto fail;
     }
     if (dout_path) {
-        if ((st = load4("dO", dout_path, &DO))) goto fail;
+        if ((st = header4("dO", dout_path, &DO))) goto fail;
         if (memcmp(DO.shape, Q.shape, sizeof(int64_t) * 4) != 0) {
             shape_str(&DO, s1, sizeof s1);
             st = qkv__fail(QKV_ESHAPE, "dO %s must have Q's shape %s", s1, s2);
@@ -178,6 +180,10 @@ int qkv__cmd_attention(int argc, char **argv) {
     desc.scale = have_scale ? scale : 0.0f;
     desc.temperature = temperature;
     if ((st = qkv_attn_validate(&desc))) goto fail;
+    /* every shape agrees: now read the data */
+    if ((st = qkv__npy_read(q_path, &Q)) || (st = qkv__npy_read(k_path, &K)) ||
+        (st = qkv__npy_read(v_path, &V)) || (dout_path && (st = qkv__npy_read(dout_path, &DO))))
+        goto fail;
     size_t n_rows = (size_t)B * Hq * Nq, n_probs = 0;
     out = qkv__alloc_aligned(sizeof(float) * (Q.count ? Q.count : 1));
     lse = qkv__alloc_aligned(sizeof(float) * (n_rows ? n_rows : 1));

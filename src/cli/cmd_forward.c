@@ -86,19 +86,18 @@ int qkv__cmd_forward(int argc, char **argv) {
         } else if (!strcmp(a, "--no-causal")) {
             no_causal = 1;
         } else if (!strcmp(a, "--top") && has) {
-            char *end;
-            long k = strtol(argv[++i], &end, 10);
-            if (*end || k < 1 || k > 1000) return qkv__cli_usage_error("forward", "--top must be in [1, 1000]");
+            long k;
+            if (qkv__cli_read_long(argv[++i], 1, 1000, &k))
+                return qkv__cli_usage_error("forward", "--top must be an integer in [1, 1000] (got '%s')", argv[i]);
             top = (int)k;
         } else if (!strcmp(a, "--temperature") && has) {
-            char *end;
-            temperature = strtof(argv[++i], &end);
-            if (*end || !(temperature > 0.0f) || temperature > 1e6f)
-                return qkv__cli_usage_error("forward", "--temperature must be a number > 0");
+            if (qkv__cli_read_float(argv[++i], &temperature) || !(temperature >= 1e-6f && temperature <= 1e6f))
+                return qkv__cli_usage_error("forward", "--temperature must be a number in [1e-6, 1e6] (got '%s')",
+                                            argv[i]);
         } else if (!strcmp(a, "--threads") && has) {
-            char *end;
-            long t = strtol(argv[++i], &end, 10);
-            if (*end || t < 1 || t > 1024) return qkv__cli_usage_error("forward", "--threads must be in [1, 1024]");
+            long t;
+            if (qkv__cli_read_long(argv[++i], 1, 1024, &t))
+                return qkv__cli_usage_error("forward", "--threads must be an integer in [1, 1024] (got '%s')", argv[i]);
             qkv_set_threads((int)t);
         } else {
             usage(stderr);

@@ -27,10 +27,13 @@ static void usage(FILE *out) {
             "                   or $QKV_THREADS)\n");
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return 0;
+/* 1 on success; 0 after printing a message that states the valid range. */
+static int parse_int(const char *opt, const char *s, int lo, int hi, int *out) {
+    long v;
+    if (qkv__cli_read_long(s, lo, hi, &v)) {
+        qkv__cli_usage_error("serve", "%s must be an integer in [%d, %d] (got '%s')", opt, lo, hi, s);
+        return 0;
+    }
     *out = (int)v;
     return 1;
 }
@@ -53,15 +56,15 @@ int qkv__cmd_serve(int argc, char **argv) {
         int ok = 1;
         if (!strcmp(a, "--model")) model_dir = v;
         else if (!strcmp(a, "--host")) o.host = v;
-        else if (!strcmp(a, "--port")) ok = parse_int(v, 0, 65535, &o.port);
-        else if (!strcmp(a, "--workers")) ok = parse_int(v, 1, 64, &o.compute_slots);
-        else if (!strcmp(a, "--pool")) ok = parse_int(v, 1, 256, &o.pool_threads);
-        else if (!strcmp(a, "--max-conn")) ok = parse_int(v, 1, 10000, &o.max_connections);
-        else if (!strcmp(a, "--max-per-ip")) ok = parse_int(v, 1, 10000, &o.max_per_ip);
-        else if (!strcmp(a, "--timeout")) ok = parse_int(v, 1, 3600, &o.timeout_s);
-        else if (!strcmp(a, "--threads")) ok = parse_int(v, 1, 1024, &threads);
+        else if (!strcmp(a, "--port")) ok = parse_int(a, v, 0, 65535, &o.port);
+        else if (!strcmp(a, "--workers")) ok = parse_int(a, v, 1, 64, &o.compute_slots);
+        else if (!strcmp(a, "--pool")) ok = parse_int(a, v, 1, 256, &o.pool_threads);
+        else if (!strcmp(a, "--max-conn")) ok = parse_int(a, v, 1, 10000, &o.max_connections);
+        else if (!strcmp(a, "--max-per-ip")) ok = parse_int(a, v, 1, 10000, &o.max_per_ip);
+        else if (!strcmp(a, "--timeout")) ok = parse_int(a, v, 1, 3600, &o.timeout_s);
+        else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 1, 1024, &threads);
         else return qkv__cli_usage_error("serve", "unknown option %s (see qkv serve --help)", a);
-        if (!ok) return qkv__cli_usage_error("serve", "bad value for %s: '%s'", a, v);
+        if (!ok) return 2;
     }
     if (!model_dir) model_dir = qkv__cli_default_model();
     /* Requests run side by side, so each forward gets its share of the cores: two forwards

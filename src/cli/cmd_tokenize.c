@@ -251,7 +251,7 @@ int qkv__cmd_tokenize(int argc, char **argv) {
             if (++i >= argc) return qkv__cli_usage_error(cmd, "--repeat needs a count");
             repeat = strtol(argv[i], &end, 10);
             if (*argv[i] == '\0' || *end || repeat < 1 || repeat > 1000)
-                return qkv__cli_usage_error(cmd, "--repeat: '%s' is not a count in 1..1000", argv[i]);
+                return qkv__cli_usage_error(cmd, "--repeat must be an integer in [1, 1000] (got '%s')", argv[i]);
         } else if (!strcmp(a, "--stats")) {
             stats = 1;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

@@ -44,7 +44,7 @@ int qkv__cmd_vocab(int argc, char **argv) {
                 char *end;
                 size = strtol(v, &end, 10);
                 if (*v == '\0' || *end != '\0' || size < 0 || size > 100000000)
-                    return qkv__cli_usage_error(cmd, "--size: '%s' is not a vocabulary size", v);
+                    return qkv__cli_usage_error(cmd, "--size must be an integer in [257, 100000000] (got '%s')", v);
             }
         } else {
             usage(stderr);

@@ -45,7 +45,8 @@ qkv_status qkv_attn_validate(const qkv_attn_desc *d) {
     if (d->head_dim < 1 || d->head_dim > 256)
         return qkv__fail(QKV_EUNSUPPORTED, "attention: head dim %d outside [1, 256]", d->head_dim);
     if (!isfinite(d->temperature) || d->temperature < 0.0f || (d->temperature > 0.0f && d->temperature < 1e-6f))
-        return qkv__fail(QKV_ERANGE, "attention: temperature %g must be positive", (double)d->temperature);
+        return qkv__fail(QKV_ERANGE, "attention: temperature %g outside [1e-6, 3.4e38] (or 0: the default, 1)",
+                         (double)d->temperature);
     if (!isfinite(d->scale))
         return qkv__fail(QKV_ERANGE, "attention: scale must be finite");
     if (d->kv_len)

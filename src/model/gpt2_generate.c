@@ -158,7 +158,8 @@ qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt,
     if (max_new < 0) return qkv__fail(QKV_EINVAL, "generate: max_new %d < 0", max_new);
     if (max_new > 0 && !out_ids) return qkv__fail(QKV_EINVAL, "generate: out_ids is NULL");
     if (sampler && (!isfinite(sampler->temperature) || sampler->temperature < 0.0f))
-        return qkv__fail(QKV_ERANGE, "generate: temperature %g must be >= 0", (double)sampler->temperature);
+        return qkv__fail(QKV_ERANGE, "generate: temperature %g must be a finite number >= 0 (0: greedy)",
+                         (double)sampler->temperature);
     if (sampler && !(sampler->top_p > 0.0f && sampler->top_p <= 1.0f))
         return qkv__fail(QKV_ERANGE, "generate: top_p %g outside (0, 1]", (double)sampler->top_p);
     if (sampler && sampler->top_k < 0)

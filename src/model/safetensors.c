@@ -6,7 +6,7 @@
  * then the data area; offsets are relative to the data area's start.
  *
  * Checks (research/reliability-anchors.md 2.1): 8 <= file size, N <= 100 MB and 8 + N <= file
- * size (compared without overflow), a real JSON parse (jansson, duplicate keys refused), an
+ * size (compared without overflow), at most 2^20 JSON values (counted before parsing), a real JSON parse (jansson, duplicate keys refused), an
  * object of objects, dtype F32/F16/BF16 (other safetensors dtypes: "unsupported"), at most 8
  * dims each in [0, 2^40], element products and byte counts without overflow,
  * 0 <= begin <= end <= data size, end - begin == count x dtype size, no two non-empty tensors
@@ -32,6 +32,31 @@ static const struct {
 };
 
 static size_t dtype_size(qkv__st_dtype d) { return d == QKV__ST_F32 ? 4 : 2; }
+
+/* A parsed JSON value costs jansson 30-60 bytes, so a 100 MB header of "[0,0,0,..." would
+ * become gigabytes of allocations before any check ran (issue 14). A checkpoint's header has
+ * about 10 values per tensor (GPT-2 XL: ~6,000), so more than this many is refused by a scan
+ * of the raw bytes before parsing. Strings (metadata) count as one value whatever their size. */
+#define ST_MAX_JSON_VALUES (1u << 20)
+
+/* An upper bound on the number of values in JSON text: one per '[', ',' or ':' outside
+ * strings, plus the top-level one. */
+static size_t json_value_bound(const uint8_t *s, size_t n) {
+    size_t values = 1;
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '[' || c == ',' || c == ':') {
+            values++;
+        }
+    }
+    return values;
+}
 
 void qkv__st_close(qkv__st_file *f) {
     if (!f) return;
@@ -119,6 +144,9 @@ qkv_status qkv__st_parse(const uint8_t *buf, size_t size, const char *path, qkv_
         return qkv__fail(QKV_EFORMAT, "%s: header does not start with a JSON object", path);
     const uint8_t *data = buf + 8 + n;
     uint64_t data_size = size - 8 - n;
+    if (json_value_bound(buf + 8, (size_t)n) > ST_MAX_JSON_VALUES)
+        return qkv__fail(QKV_EFORMAT, "%s: header has more than %u JSON values (a checkpoint has about "
+                         "10 per tensor)", path, ST_MAX_JSON_VALUES);
 
     json_error_t jerr;
     json_t *root = json_loadb((const char *)buf + 8, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);

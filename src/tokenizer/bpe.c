@@ -280,10 +280,15 @@ static qkv_status parse_merges(qkv_tokenizer *t, const qkv__bytemap *m, const ch
     size_t len = 0;
     qkv_status st = qkv__read_file(path, QKV__TOK_MAX_FILE, &data, &len);
     if (st) return st;
-    /* count lines for the table size */
-    size_t n_lines = 1;
+    /* Size the table by what can actually be stored, not by the file's line count: 256 MiB
+     * of blank lines would otherwise ask for a 2^30-slot (16 GiB) table (issue 14). A valid
+     * merge (a, b) is a split of a vocabulary token m into two nonempty parts, and a, b are
+     * fixed by m and the split point (bytes -> id is one-to-one), so there are at most
+     * sum(len(m) - 1) distinct merges; duplicates are refused before they are stored. */
+    size_t n_lines = 1, max_merges = 0;
     for (size_t i = 0; i < len; i++) n_lines += data[i] == '\n';
-    uint32_t cap = table_size_for(n_lines);
+    for (int id = 0; id < t->n_vocab; id++) max_merges += t->tok_len[id] - 1; /* tok_len >= 1 */
+    uint32_t cap = table_size_for(n_lines < max_merges ? n_lines : max_merges);
     t->pairs = calloc(cap, sizeof *t->pairs);
     uint8_t *buf = malloc(2 * QKV__TOK_MAX_TOKEN_BYTES + 16);
     if (!t->pairs || !buf) {
@@ -344,6 +349,20 @@ static qkv_status parse_merges(qkv_tokenizer *t, const qkv__bytemap *m, const ch
     t->n_merges = rank;
     free(buf);
     free(data);
+    /* No merges means no token longer than a byte can ever be produced. That is right for a
+     * bytes-only vocabulary (256 bytes, optionally <|endoftext|>, as `qkv vocab --size 257`
+     * writes) and a sign of an empty or truncated file otherwise: refuse it rather than
+     * silently encode every text one byte per token (issue 14). */
+    if (st == QKV_OK && rank == 0) {
+        int extra = t->n_vocab - 256 - (t->eot >= 0 ? 1 : 0);
+        if (extra > 0)
+            st = qkv__fail(QKV_EFORMAT,
+                           "%s: no merges, but vocab.json has %d token%s beyond the 256 bytes%s; "
+                           "an empty merges.txt fits only a bytes-only vocabulary (is the file "
+                           "empty or truncated?)",
+                           path, extra, extra == 1 ? "" : "s",
+                           t->eot >= 0 ? " and <|endoftext|>" : "");
+    }
     return st;
 }
 

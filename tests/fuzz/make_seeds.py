@@ -65,6 +65,13 @@ def seeds_npy(out):
     put(out, t, "bad_magic", b"\x93NUMPZ\x01\x00\x10\x00{}")
     put(out, t, "hlen_past_end", b"\x93NUMPY\x01\x00\xff\xff{'descr': '<f4'")
     put(out, t, "nul_in_header", npy((2,)).replace(b"'shape'", b"'sh\0pe'"))
+    # the header dict is parsed, not searched (issue 14): each of these is refused
+    put(out, t, "descr_suffix", npy((2,), descr="'<f4x'"))
+    put(out, t, "descr_in_string", npy((2,), descr="\"'descr': '<f4'\""))
+    put(out, t, "dup_key", npy((2,)).replace(b"'fortran_order'", b"'descr': '<f4', 'fortran_order'"))
+    put(out, t, "unknown_key", npy((2,)).replace(b"'shape'", b"'x': 1, 'shape'"))
+    put(out, t, "shape_not_tuple", npy((2,)).replace(b"(2,)", b"(2) "))
+    put(out, t, "unterminated", npy((2,), descr="'<f4, 'x"))
 
 
 # ---- safetensors ----------------------------------------------------------------------------

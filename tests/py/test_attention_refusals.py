@@ -79,6 +79,50 @@ def not_npy_or_truncated():
     refused("--q", npy("q3.npy", (4, 5, 8)), "--k", K, "--v", V, expect="expected 4")
 
 
+def npy_header(name, dict_text, n=4 * 5 * 8):
+    """A .npy v1 file with the header dict written as given and N zero floats."""
+    hdr = dict_text + " " * ((64 - (10 + len(dict_text) + 1) % 64) % 64) + "\n"
+    return npy(name, (), raw=b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + bytes(4 * n))
+
+
+@test
+def npy_header_dict_is_parsed_exactly():
+    """The header is a dict with exactly 'descr', 'fortran_order' and 'shape' (issue 14: 'descr'
+    was a substring search, so '<f4x' passed)."""
+    ok = "'descr': '<f4', 'fortran_order': False, 'shape': (1, 4, 5, 8)"
+    out = os.path.join(DIR, "o2.npy")
+    for good in ("{%s, }" % ok, "{%s}" % ok,
+                 "{'shape': (1, 4, 5, 8,), 'fortran_order': False, 'descr': 'float32'}",
+                 '{"descr": "<f4", "fortran_order": False, "shape": (1, 4, 5, 8), }'):
+        qkv("attention", "--q", npy_header("good.npy", good), "--k", K, "--v", V, "--out", out)
+    bad = [
+        ("{'descr': '<f4x', 'fortran_order': False, 'shape': (1, 4, 5, 8), }", "dtype '<f4x'"),
+        ("{'descr': '<f4 ', 'fortran_order': False, 'shape': (1, 4, 5, 8), }", "dtype '<f4 '"),
+        ("{'descr': \"'descr': '<f4'\", 'fortran_order': False, 'shape': (1, 4, 5, 8), }", "expected float32"),
+        ("{'descr': '<f8', %s, }" % ok, "expected float32"),
+        ("{%s, 'descr': '<f4'}" % ok, "'descr' appears twice"),
+        ("{%s, 'shape': (1, 4, 5, 8)}" % ok, "'shape' appears twice"),
+        ("{%s, 'align': True}" % ok, "unknown key 'align'"),
+        ("{'fortran_order': False, 'shape': (1, 4, 5, 8), }", "no 'descr'"),
+        ("{'descr': '<f4', 'shape': (1, 4, 5, 8), }", "no 'fortran_order'"),
+        ("{'descr': '<f4', 'fortran_order': False}", "no shape"),
+        ("{'descr': '<f4', 'fortran_order': Falsely, 'shape': (1, 4, 5, 8), }", "False or True"),
+        ("{'descr': '<f4', 'fortran_order': True, 'shape': (1, 4, 5, 8), }", "Fortran-ordered"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': [1, 4, 5, 8], }", "not a tuple"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (160), }", "not a tuple"),
+        ("{%s, } trailing" % ok, "text after the header dict"),
+        ("{%s, }}" % ok, "text after the header dict"),
+        ("'descr': '<f4'", "expected '{'"),
+        ("{'descr' '<f4', 'fortran_order': False, 'shape': (1, 4, 5, 8)}", "expected ':'"),
+        ("{'descr': '<f4' 'fortran_order': False, 'shape': (1, 4, 5, 8)}", "expected ',' or '}'"),
+        ("{'descr': '<f4, 'fortran_order': False, 'shape': (1, 4, 5, 8)}", "expected float32"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4, 5, 8), ", "expected a key"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4, 5, 8", "expected ',' or ')'"),
+    ]
+    for i, (text, expect) in enumerate(bad):
+        refused("--q", npy_header("bad%d.npy" % i, text), "--k", K, "--v", V, expect=expect)
+
+
 @test
 def shapes_that_disagree():
     refused("--q", Q, "--k", K, "--v", npy("v7.npy", (1, 2, 7, 8)), expect="same shape")
@@ -88,6 +132,51 @@ def shapes_that_disagree():
     refused("--q", Q, "--k", K, "--v", V, "--dout", bad_do, "--dq", os.path.join(DIR, "a.npy"),
             "--dk", os.path.join(DIR, "b.npy"), "--dv", os.path.join(DIR, "c.npy"), expect="must have Q's shape")
     refused("--q", Q, "--k", K, "--v", V, "--dq", os.path.join(DIR, "a.npy"), expect="backward needs")
+
+
+def sparse_npy(name, shape):
+    """A .npy whose data is a hole (truncate): as large as its shape says, but costs no disk."""
+    path = npy(name, shape, data=b"")
+    n = 4
+    for s in shape:
+        n *= s
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) + n)
+    return path
+
+
+def bytes_read_by_children():
+    """rchar of this process plus its reaped children (Linux accounts a waited-for child's I/O
+    to its parent); None where /proc/self/io is unavailable."""
+    try:
+        with open("/proc/self/io") as f:
+            return int(next(l.split()[1] for l in f if l.startswith("rchar:")))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+@test
+def shapes_checked_before_data_is_read():
+    """A 1 GiB K (a sparse file, its size matching its header) whose shape cannot match Q, V or
+    dO is refused from the headers alone: its data is never read (issue 14)."""
+    big_k = sparse_npy("k1g.npy", (1, 2, 1 << 23, 16))
+    assert os.path.getsize(big_k) > 1 << 30
+    dq = [os.path.join(DIR, x) for x in ("dq.npy", "dk.npy", "dv.npy")]
+    cases = [
+        (("--q", Q, "--k", big_k, "--v", V), "same shape"),
+        (("--q", Q, "--k", big_k, "--v", big_k), "head dim must agree"),
+        (("--q", Q, "--k", K, "--v", V, "--dout", sparse_npy("do1g.npy", (1, 4, 1 << 23, 8)),
+          "--dq", dq[0], "--dk", dq[1], "--dv", dq[2]), "must have Q's shape"),
+        (("--q", sparse_npy("q1g.npy", (1, 4, 1 << 23, 8)), "--k", big_k, "--v", V), "same shape"),
+    ]
+    for args, expect in cases:
+        before = bytes_read_by_children()
+        refused(*args, expect=expect)
+        after = bytes_read_by_children()
+        if before is not None and after is not None:
+            assert after - before < 64 << 20, "%d MiB read before refusing %s" % ((after - before) >> 20, args)
+    for p in dq:
+        assert not os.path.exists(p), p
 
 
 @test

@@ -253,5 +253,31 @@ def missing_weights_file():
     expect_refusal(d, "model.safetensors")
 
 
+
+@test
+def json_value_count_is_bounded_before_parsing():
+    """A 20 MB header of "[0,0,0,..." would cost the JSON parser ~600 MB before any check ran;
+    it is refused from a scan of the raw bytes (issue 14), in little memory."""
+    import subprocess
+    import harness
+    d, _, _ = good()
+    n = 10 << 20
+    write_parts(d, None, b"", raw_header=b'{"x": [' + b"0," * n + b'0]}')
+    probe = ("import resource, subprocess, sys; cp = subprocess.run(sys.argv[1:], capture_output=True); "
+             "sys.stderr.buffer.write(cp.stderr); "
+             "print(cp.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    cp = subprocess.run([sys.executable, "-c", probe, harness.QKV_BIN,
+                         "forward", "--model", d, "--ids", "1,2"], capture_output=True, timeout=300)
+    rc, maxrss_kib = map(int, cp.stdout.split())
+    assert b"Sanitizer" not in cp.stderr, cp.stderr[-1500:]
+    assert maxrss_kib < 300 << 10, "peak RSS %d MiB" % (maxrss_kib >> 10)
+    assert rc == 1 and b"more than 1048576 JSON values" in cp.stderr, (rc, cp.stderr[-1500:])
+    # a header with fewer values passes the count (and is refused for what it is)
+    d, _, _ = good()
+    header, body = read_parts(d)
+    header["x"] = [0] * 1000
+    write_parts(d, header, body)
+    expect_refusal(d, "tensor x: header entry is not an object")
+
 if __name__ == "__main__":
     run_all()

@@ -146,6 +146,59 @@ def missing_and_corrupt_vocabulary():
 
 
 @test
+def empty_merges_refused_unless_bytes_only():
+    """An empty merges.txt (or only its #version line) beside a vocabulary with merged tokens
+    is a truncated or wrong file: refused, not silently encoded one byte per token (issue 14).
+    A bytes-only vocabulary (`qkv vocab --size 257`: 256 bytes + <|endoftext|>) has no merges
+    and loads."""
+    vocab = open(os.path.join(vocab_dir(), "vocab.json"), "rb").read()
+    for m in (b"", b"#version: 0.2\n", b"#version: 0.2\n\n\r\n"):
+        f = tmpdir()
+        open(os.path.join(f, "vocab.json"), "wb").write(vocab)
+        open(os.path.join(f, "merges.txt"), "wb").write(m)
+        expect_error(["tokenize", "--model", f], b"hello", 1,
+                     ["merges.txt: no merges, but vocab.json has 103 tokens beyond the 256 bytes",
+                      "empty or truncated"])
+    d = tmpdir()
+    open(os.path.join(d, "corpus.txt"), "w").write("abc abc abd\n" * 10)
+    qkv("vocab", "--data", os.path.join(d, "corpus.txt"), "--size", 257, "--out", os.path.join(d, "v"))
+    assert open(os.path.join(d, "v", "merges.txt"), "rb").read() == b"#version: 0.2\n"
+    assert encode(b"abc", os.path.join(d, "v")) == encode(b"abc", os.path.join(d, "v"))
+    assert len(encode(b"abc", os.path.join(d, "v"))) == 3
+    open(os.path.join(d, "v", "merges.txt"), "wb").write(b"")
+    assert len(encode(b"abc", os.path.join(d, "v"))) == 3
+
+
+def asan_build():
+    with open(harness.QKV_BIN, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+@test
+def blank_lines_do_not_size_the_merge_table():
+    """merges.txt's line count must not size an allocation: 64 MiB of blank lines after the
+    real merges loads in a 1 GiB address space (the table was sized 2 x lines: 4 GiB)."""
+    import resource
+    import subprocess
+    d = vocab_dir()
+    f = tmpdir()
+    shutil.copy(os.path.join(d, "vocab.json"), f)
+    merges = open(os.path.join(d, "merges.txt"), "rb").read()
+    with open(os.path.join(f, "merges.txt"), "wb") as fh:
+        fh.write(merges + b"\n" * (64 << 20))
+
+    def limit():
+        if not asan_build():  # ASan reserves terabytes of shadow address space
+            resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    cp = subprocess.run([harness.QKV_BIN, "tokenize", "--model", f], input=b"the river bank",
+                        capture_output=True, timeout=300, preexec_fn=limit,
+                        env=dict(os.environ, QKV_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"))
+    assert cp.returncode == 0, cp.stderr.decode(errors="replace")[-1500:]
+    assert json.loads(cp.stdout) == encode(b"the river bank")
+
+
+@test
 def bad_ids_and_options():
     d = vocab_dir()
     expect_error(["tokenize", "--model", d, "--decode"], b"[1, 360]", 2, ["out of range"])
