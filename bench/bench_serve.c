@@ -18,6 +18,11 @@
  *
  * Checks first: every response parses (jansson), has [L][H][N][N] attention whose rows sum
  * to 1, and the attention equals what qkv_model_forward gives directly.
+ *
+ * The which-heads-matter grid (issue 12): POST /api/ablate on a 20-token sentence, every
+ * layer x head zero-ablated once (goals: < 100 ms server-side on the built-in model, < 2 s on
+ * GPT-2 small's shapes), against the same grid computed with PyTorch hooks in the same run
+ * (bench/peers/ablate_peers.py), which checks its grid against ours first.
  */
 #include "cli/cli.h"
 #include "model/model.h"
@@ -360,6 +365,113 @@ static int run_peer(qkv_model *m, const char *dir, char *const texts[2], int rep
     return got == 2;
 }
 
+/* ---- the which-heads-matter grid -------------------------------------------------------- */
+
+typedef struct grid_row {
+    char model[64];
+    int n_tokens, target;
+    double total_ms, grid_ms, peer_ms, peer_diff;
+    float *grid; /* [L * H] from the response */
+} grid_row;
+
+/* Times POST /api/ablate (zero, the whole grid) for text: median of reps; 0 on a bad answer. */
+static int time_grid(qkv__api *api, qkv_model *m, const char *text, int reps, grid_row *g) {
+    const qkv_model_config *c = qkv_model_get_config(m);
+    json_t *o = json_pack("{s:s, s:s}", "text", text, "mode", "zero");
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    double *t = calloc((size_t)reps, sizeof *t), *gm = calloc((size_t)reps, sizeof *gm);
+    g->grid = calloc((size_t)c->n_layer * c->n_head, sizeof(float));
+    int ok = body && t && gm && g->grid;
+    for (int k = 0; ok && k <= reps; k++) { /* k = 0: warm-up and check */
+        int status;
+        char *out = NULL;
+        size_t out_len = 0;
+        const char *allow;
+        double t0 = qkv__now();
+        qkv__api_handle(api, "POST", "/api/ablate", body, strlen(body), &status, &out, &out_len, &allow);
+        double dt = qkv__now() - t0;
+        json_t *j = status == 200 ? json_loadb(out, out_len, 0, NULL) : NULL;
+        json_t *jg = json_object_get(j, "grid");
+        if (!j || json_array_size(jg) != (size_t)c->n_layer) {
+            fprintf(stderr, "bench serve: /api/ablate status %d: %.300s\n", status, out ? out : "");
+            ok = 0;
+        } else if (k == 0) {
+            g->n_tokens = (int)json_integer_value(json_object_get(j, "n_tokens"));
+            g->target = (int)json_integer_value(json_object_get(json_object_get(j, "target"), "id"));
+            for (int l = 0; l < c->n_layer; l++)
+                for (int h = 0; h < c->n_head; h++) {
+                    json_t *v = json_array_get(json_array_get(jg, (size_t)l), (size_t)h);
+                    if (!json_is_number(v)) ok = 0;
+                    else g->grid[l * c->n_head + h] = (float)json_number_value(v);
+                }
+        } else {
+            t[k - 1] = dt * 1e3;
+            gm[k - 1] = json_number_value(json_object_get(j, "grid_ms"));
+        }
+        json_decref(j);
+        free(out);
+    }
+    if (ok) {
+        g->total_ms = median(t, reps);
+        g->grid_ms = median(gm, reps);
+        snprintf(g->model, sizeof g->model, "%s", qkv_model_name(m));
+    }
+    free(t);
+    free(gm);
+    free(body);
+    return ok;
+}
+
+/* bench/peers/ablate_peers.py on dir's weights: fills g->peer_ms and g->peer_diff. */
+static int run_grid_peer(qkv_model *m, const char *dir, const char *text, int reps, grid_row *g) {
+    const qkv_model_config *c = qkv_model_get_config(m);
+    char tmp[] = "/tmp/qkv-bench-grid-peer-XXXXXX", cases[256], script[1024], cmd[4096];
+    if (!mkdtemp(tmp)) return 0;
+    snprintf(cases, sizeof cases, "%s/cases.json", tmp);
+    int *ids = NULL;
+    size_t n = 0;
+    FILE *f = fopen(cases, "w");
+    int ok = f && qkv_tokenizer_encode(qkv_model_tokenizer(m), text, strlen(text), 0, &ids, &n) == QKV_OK;
+    if (ok) {
+        fprintf(f, "[{\"ids\":[");
+        for (size_t i = 0; i < n; i++) fprintf(f, "%s%d", i ? "," : "", ids[i]);
+        fprintf(f, "],\"target\":%d,\"grid\":[", g->target);
+        for (int l = 0; l < c->n_layer; l++) {
+            fprintf(f, "%s[", l ? "," : "");
+            for (int h = 0; h < c->n_head; h++) fprintf(f, "%s%.9g", h ? "," : "", (double)g->grid[l * c->n_head + h]);
+            fprintf(f, "]");
+        }
+        fprintf(f, "]}]\n");
+    }
+    if (f) fclose(f);
+    free(ids);
+    int got = 0;
+    if (ok) {
+        peer_script(script, sizeof script);
+        char *slash = strrchr(script, '/');
+        if (slash) snprintf(slash + 1, sizeof script - (size_t)(slash + 1 - script), "ablate_peers.py");
+        snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 %s %s %s --threads %d --reps %d",
+                 script, dir, cases, qkv__threads(), reps);
+        FILE *p = popen(cmd, "r");
+        char line[8192];
+        json_t *j = NULL;
+        while (p && fgets(line, sizeof line, p))
+            if (line[0] == '{') j = json_loads(line, 0, NULL);
+        if (p) pclose(p);
+        json_t *c0 = json_array_get(json_object_get(j, "cases"), 0);
+        if (c0) {
+            g->peer_ms = json_number_value(json_object_get(c0, "grid_ms"));
+            g->peer_diff = json_number_value(json_object_get(c0, "check_max_diff"));
+            got = 1;
+        }
+        json_decref(j);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "bench serve: could not remove %s\n", tmp);
+    return got;
+}
+
 int qkv__bench_serve(int argc, char **argv) {
     const char *model_dir = NULL;
     int reps = 9, wrk_s = 5, do_gpt2 = 1, do_wrk = 1, do_peers = 1, threads = 0;
@@ -396,7 +508,8 @@ int qkv__bench_serve(int argc, char **argv) {
     if (!models[0] && !models[1]) return qkv__cli_usage_error("bench serve", "no model to benchmark");
 
     row rows[8];
-    int n_rows = 0, fail = 0, n_peer = 0;
+    grid_row grids[2];
+    int n_rows = 0, fail = 0, n_peer = 0, n_grid = 0;
     peer_row peer_rows[4];
     char peer_model[4][64];
     printf("qkv bench serve: server-side time of POST /api/attend (median of %d, %d threads)\n\n",
@@ -430,6 +543,18 @@ int qkv__bench_serve(int argc, char **argv) {
                 n_rows++;
             }
         }
+        /* the which-heads-matter grid on the 20-token text */
+        if (texts[0] && n_grid < 2) {
+            grid_row *g = &grids[n_grid];
+            memset(g, 0, sizeof *g);
+            g->peer_ms = g->peer_diff = -1;
+            if (time_grid(api, m, texts[0], mi == 1 ? (reps + 2) / 3 : reps, g)) {
+                n_grid++;
+            } else {
+                free(g->grid);
+                fail = 1;
+            }
+        }
         qkv__api_free(api);
         if (do_peers) {
             /* the peer reads the weights from disk: the model's folder, or a saved copy */
@@ -438,6 +563,9 @@ int qkv__bench_serve(int argc, char **argv) {
             if (mi == 1 && mkdtemp(saved) && qkv__model_save(m, saved) == QKV_OK) dir = saved;
             peer_row pr[2];
             memset(pr, 0, sizeof pr);
+            if (dir && n_grid && !strcmp(grids[n_grid - 1].model, qkv_model_name(m)) &&
+                !run_grid_peer(m, dir, texts[0], mi == 1 ? 1 : 3, &grids[n_grid - 1]))
+                fprintf(stderr, "bench serve: the PyTorch grid peer did not run for %s\n", qkv_model_name(m));
             if (dir && run_peer(m, dir, texts, mi == 1 ? 2 : reps, pr)) {
                 for (int t = 0; t < 2; t++) {
                     peer_rows[n_peer] = pr[t];
@@ -486,6 +614,32 @@ int qkv__bench_serve(int argc, char **argv) {
                        rows[k].ms_total, rows[k].ms_total < 50 ? "met" : "NOT met");
     }
 
+    if (n_grid) {
+        printf("\nwhich-heads-matter grid: POST /api/ablate, every layer x head zero-ablated once "
+               "(median; peer: PyTorch hooks, bench/peers/ablate_peers.py, same weights)\n");
+        printf("%-22s %7s %6s %10s %10s %12s %12s %12s  %s\n", "model", "tokens", "heads", "total ms",
+               "grid ms", "PyTorch ms", "max |diff|", "qkv speed-up", "goal");
+        for (int k = 0; k < n_grid; k++) {
+            grid_row *g = &grids[k];
+            int gpt2 = models[1] && !strcmp(g->model, qkv_model_name(models[1]));
+            const qkv_model_config *gc = qkv_model_get_config(gpt2 ? models[1] : models[0]);
+            double goal = gpt2 ? 2000.0 : 100.0;
+            char pms[32] = "-", pd[32] = "-", su[32] = "-";
+            if (g->peer_ms > 0) {
+                snprintf(pms, sizeof pms, "%.1f", g->peer_ms);
+                snprintf(pd, sizeof pd, "%.1e", g->peer_diff);
+                snprintf(su, sizeof su, "%.1fx", g->peer_ms / g->grid_ms);
+            }
+            printf("%-22s %7d %6d %10.2f %10.2f %12s %12s %12s  < %.0f ms: %s\n", g->model, g->n_tokens,
+                   gc->n_layer * gc->n_head, g->total_ms, g->grid_ms, pms, pd, su, goal,
+                   g->grid_ms < goal ? "met" : "NOT met");
+            if (g->peer_diff > 1e-3) {
+                fprintf(stderr, "bench serve: the PyTorch grid differs from ours by %g\n", g->peer_diff);
+                fail = 1;
+            }
+        }
+    }
+
     double rps = -1, p50 = 0, p99 = 0;
     qkv_model *wm = models[0] ? models[0] : models[1];
     if (do_wrk) {
@@ -514,10 +668,16 @@ int qkv__bench_serve(int argc, char **argv) {
         printf("%s{\"model\":\"%s\",\"tokens\":%d,\"total_ms\":%.3f,\"forward_ms\":%.3f,\"max_diff\":%.3g}",
                k ? "," : "", peer_model[k], peer_rows[k].n, peer_rows[k].total_ms, peer_rows[k].forward_ms,
                peer_rows[k].diff);
+    printf("],\"grid\":[");
+    for (int k = 0; k < n_grid; k++)
+        printf("%s{\"model\":\"%s\",\"tokens\":%d,\"total_ms\":%.3f,\"grid_ms\":%.3f,\"peer_ms\":%.3f,"
+               "\"max_diff\":%.3g}", k ? "," : "", grids[k].model, grids[k].n_tokens, grids[k].total_ms,
+               grids[k].grid_ms, grids[k].peer_ms, grids[k].peer_diff);
     printf("],\"wrk\":");
     if (rps > 0) printf("{\"model\":\"%s\",\"requests_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}}\n",
                         qkv_model_name(wm), rps, p50, p99);
     else printf("null}\n");
+    for (int k = 0; k < n_grid; k++) free(grids[k].grid);
     qkv_model_free(models[0]);
     qkv_model_free(models[1]);
     return fail;

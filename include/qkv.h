@@ -123,13 +123,32 @@ qkv_status qkv_attn_validate(const qkv_attn_desc *desc);
 
 /* Forward. out is required; lse and probs are optional (NULL). The fast path streams key
  * blocks with an online softmax and never builds the Nq x Nk matrix; asking for probs
- * makes it write that matrix (for viewing). Extra memory is O(N * d) per thread. */
+ * makes it write that matrix (for viewing). Extra memory is O(N * d) per thread.
+ *
+ * Non-finite values follow PyTorch's float32 semantics, the same on every SIMD path and in
+ * the reference: NaN in, NaN out, in the rows it reaches and nowhere else.
+ *   - NaN in a query row, or in a key that row sees: its out row, lse and probabilities
+ *     (over the keys it sees) are NaN. NaN or +-inf in a value: NaN or +-inf in that
+ *     column of the rows that see the key (lse unchanged); an inf times a probability
+ *     that underflowed to 0 is NaN, as in float arithmetic.
+ *   - Masked keys (causal, kv_len) take no part: whatever they hold reaches no row.
+ *   - The softmax is max-subtracted: finite logits of any size give the right answer
+ *     (one-hot when they are far apart). A -inf logit has probability 0. A +inf or NaN
+ *     logit, or a row whose logits are all -inf, leaves the softmax undefined: that out row
+ *     and its lse are NaN.
+ *   - Logits are float32: |q.k * scale / temperature| beyond about 2.4e38 overflows to
+ *     +-inf or NaN (so q, k ~ 1e30 give NaN rows, as PyTorch does); which of the two can
+ *     depend on the summation order, so paths may differ on such a row (NaN or p = 0).
+ * Nothing is printed and the status stays QKV_OK: check the output if inputs may be bad. */
 qkv_status qkv_attention_forward(const qkv_attn_desc *desc, const float *q, const float *k,
                                  const float *v, float *out, float *lse, float *probs);
 
 /* Backward: given the forward's out and lse and the upstream gradient dout (same layout as
  * out), writes dq, dk, dv (overwritten, not accumulated). Probabilities are recomputed
- * from lse (FlashAttention-2). */
+ * from lse (FlashAttention-2). A NaN or inf in any input (or a NaN lse) propagates like
+ * the forward's: through the (query, key) pairs that are not masked, into dq of those
+ * rows and dk, dv of those keys, never turned into finite numbers; such a (batch, kv head)
+ * is computed by the reference (slow, exact about masks). */
 qkv_status qkv_attention_backward(const qkv_attn_desc *desc, const float *q, const float *k,
                                   const float *v, const float *out, const float *lse,
                                   const float *dout, float *dq, float *dk, float *dv);
@@ -271,6 +290,101 @@ typedef struct qkv_forward_opts {
  * (each with its own cap). Not while another thread calls qkv_model_use_bf16 or _free. */
 qkv_status qkv_model_forward(qkv_model *model, const int *ids, int n, const qkv_forward_opts *opts,
                              float *logits, float *last_logits, qkv_capture *cap);
+
+/* Interventions: change heads or the residual stream inside one forward pass, to find out
+ * what a head does by taking it away (ablation) or by transplanting it from another sentence
+ * (activation patching). Applied in this order at each layer l:
+ *   1. residual patches of layer l overwrite rows of the stream entering block l;
+ *   2. attention runs; then every head with ablate[l * H + h] != QKV_ABLATE_NONE has its
+ *      output [N, d] (the weighted blend, before the output projection c_proj) replaced:
+ *        ZERO     by 0
+ *        MEAN     by its mean over the sentence's N positions (every row the same)
+ *        UNIFORM  by the output of uniform attention over the keys each query sees (the
+ *                 causal running mean of v; the mean of all v without the causal mask);
+ *                 a capture's probs then hold those uniform rows
+ *   3. head patches of layer l overwrite head outputs (after any ablation).
+ * A capture records what the run actually used (patched/ablated head_out and hidden).
+ * Residual patches with layer == L overwrite the stream after the last block (before ln_f). */
+typedef enum qkv_ablate_mode {
+    QKV_ABLATE_NONE = 0,
+    QKV_ABLATE_ZERO = 1,
+    QKV_ABLATE_MEAN = 2,
+    QKV_ABLATE_UNIFORM = 3
+} qkv_ablate_mode;
+
+typedef struct qkv_head_patch {
+    int layer, head;      /* 0..L-1, 0..H-1 */
+    int pos;              /* -1: every position; else only this one (0..N-1) */
+    const float *values;  /* [N, d] the head's output in the source run (capture head_out of
+                             the same layer and head); with pos >= 0 only row pos is read */
+} qkv_head_patch;
+
+typedef struct qkv_resid_patch {
+    int layer;            /* 0..L: the stream entering block layer (L: after the last block) */
+    int pos;              /* -1: every position; else only this one */
+    const float *values;  /* [N, C] the source run's stream (capture hidden row layer); with
+                             pos >= 0 only row pos is read */
+} qkv_resid_patch;
+
+typedef struct qkv_intervention {
+    const unsigned char *ablate;  /* [L * H] qkv_ablate_mode per head, or NULL: none */
+    const qkv_head_patch *head_patches;
+    int n_head_patches;
+    const qkv_resid_patch *resid_patches;
+    int n_resid_patches;
+} qkv_intervention;
+
+/* qkv_model_forward with an intervention (iv may be NULL: the plain forward). Errors as
+ * qkv_model_forward, plus QKV_ERANGE for a mode, layer, head or position out of range and
+ * QKV_EINVAL for a patch without values. (A separate entry point rather than a field of
+ * qkv_forward_opts, so that callers initialising the options positionally keep compiling
+ * under -Wmissing-field-initializers.) */
+qkv_status qkv_model_forward_iv(qkv_model *model, const int *ids, int n,
+                                const qkv_forward_opts *opts, const qkv_intervention *iv,
+                                float *logits, float *last_logits, qkv_capture *cap);
+
+/* The which-heads-matter grid: for each head alone ablated with mode, the change in
+ * m = log P(target) - log P(vs) (log P(target) alone when vs < 0) at the last position:
+ * grid[l * H + h] = m(ablated) - m(clean). *base gets m(clean) (may be NULL). One clean pass,
+ * then per layer one batched pass carrying each of its heads' ablations as a variant, started
+ * at that layer from the recorded stream (earlier layers are unchanged by the ablation).
+ * target and vs in [0, V). */
+qkv_status qkv_model_ablation_grid(qkv_model *model, const int *ids, int n,
+                                   const qkv_forward_opts *opts, qkv_ablate_mode mode,
+                                   int target, int vs, float *grid, float *base);
+
+/* Activation patching between two sentences of the same length n (src: the "clean" run
+ * whose behaviour is transplanted; dst: the run patched). With m as in the ablation grid,
+ * measured on the dst run at the last position:
+ *   head_metric[l * H + h]  m when head l.h's output at every position is copied from src
+ *   pos_metric[l * n + i]   m when the stream entering block l at position i is copied from src
+ * (either may be NULL: not computed). *m_src and *m_dst (may be NULL) get m of the two
+ * unpatched runs; the fraction of the difference a patch restores is
+ * (metric - m_dst) / (m_src - m_dst). */
+qkv_status qkv_model_patch_maps(qkv_model *model, const int *src_ids, const int *dst_ids, int n,
+                                const qkv_forward_opts *opts, int target, int vs,
+                                float *head_metric, float *pos_metric, float *m_src,
+                                float *m_dst);
+
+/* Logit lens: reads every recorded residual stream through the final LayerNorm and the
+ * unembedding. hidden: [S, N, C] (a capture's hidden, S = L + 1). For each state s and
+ * position i: the k most likely tokens (ids [S, N, k], probs [S, N, k], softmax at
+ * temperature 1) and, when target >= 0, target_probs[s * N + i] = P(target) (else NULL
+ * allowed). State L read this way is exactly the model's output. */
+qkv_status qkv_model_logit_lens(qkv_model *model, const float *hidden, int n_states, int n,
+                                int k, int *ids, float *probs, int target,
+                                float *target_probs);
+
+/* The attention of every generated token, to scrub through a generation step by step.
+ * ids: the prompt (n_prompt >= 1 tokens) followed by the n_gen >= 1 generated ones (as
+ * qkv_model_generate returned them). Step t is the query at position n_prompt - 1 + t, the one
+ * whose logits chose token t, attending over keys 0 .. n_prompt - 1 + t. sel: n_sel head
+ * indices l * H + h (NULL: every head, n_sel = L * H). rows: [n_gen][n_sel][n_prompt + n_gen - 1]
+ * floats, keys after the step's query 0. One forward pass over ids[0 .. n_prompt + n_gen - 2]
+ * with the probabilities recorded (L x H x N^2 floats during the call); under the causal mask
+ * each row is the row the KV-cache step computed (up to float rounding). */
+qkv_status qkv_model_attn_timeline(qkv_model *model, const int *ids, int n_prompt, int n_gen,
+                                   const int *sel, int n_sel, float *rows);
 
 /* Sampling. temperature 0 = greedy; top_k 0 = off; top_p 1 = off. */
 typedef struct qkv_sampler {

@@ -1,6 +1,7 @@
 /* test_model.c -- unit tests of src/model: layout, config, save/load, the safetensors parser
  * under random corruption, the matmul kernels against a plain loop, GELU, capture
- * consistency, top-k, KV-cache generation against full forward passes, and concurrent
+ * consistency, interventions (ablation, patches, the grids, batched variants), top-k,
+ * KV-cache generation against full forward passes, and concurrent
  * forward passes on one shared model. */
 #include "model/model.h"
 #include "test.h"
@@ -497,6 +498,148 @@ static void test_concurrent_forward_on_one_model(void) {
     qkv_model_free(m);
 }
 
+/* qkv_model_forward_iv: patches that put back the run's own activations change nothing;
+ * a residual patch after the last block gives the source's logits; a one-position head patch
+ * equals a whole-sentence patch carrying the destination's own rows elsewhere; MEAN rows are
+ * equal; UNIFORM probabilities are uniform; the grid and the maps agree with single passes;
+ * bad descriptions are refused. */
+static void test_interventions_in_one_pass(void) {
+    qkv_model *m = random_model(3, 4, 32, 16, 50);
+    ASSERT(m);
+    enum { N = 9, L = 3, H = 4, C = 32, d = 8, V = 50 };
+    int src[N] = {3, 1, 4, 1, 5, 9, 2, 6, 5}, dst[N] = {3, 1, 4, 7, 7, 8, 2, 6, 5};
+    qkv_capture cs = {.want_head_out = 1, .want_hidden = 1}, cd = {.want_head_out = 1, .want_hidden = 1};
+    static float ls[N * V], ld[N * V], lp[N * V];
+    ASSERT_OK(qkv_model_forward(m, src, N, NULL, ls, NULL, &cs));
+    ASSERT_OK(qkv_model_forward(m, dst, N, NULL, ld, NULL, &cd));
+    size_t hnd = (size_t)N * d, NC = (size_t)N * C;
+    /* identity: every head and every stream patched with the run's own values */
+    qkv_head_patch hp[L * H];
+    qkv_resid_patch rp[L + 1];
+    for (int i = 0; i < L * H; i++) hp[i] = (qkv_head_patch){i / H, i % H, -1, cd.head_out + (size_t)i * hnd};
+    for (int l = 0; l <= L; l++) rp[l] = (qkv_resid_patch){l, -1, cd.hidden + (size_t)l * NC};
+    qkv_intervention iv = {.head_patches = hp, .n_head_patches = L * H, .resid_patches = rp,
+                           .n_resid_patches = L + 1};
+    ASSERT_OK(qkv_model_forward_iv(m, dst, N, NULL, &iv, lp, NULL, NULL));
+    for (int i = 0; i < N * V; i++) ASSERT_CLOSE(lp[i], ld[i], 1e-5);
+    /* the stream after the last block from the source: the source's logits */
+    qkv_resid_patch last = {L, -1, cs.hidden + (size_t)L * NC};
+    qkv_intervention iv2 = {.resid_patches = &last, .n_resid_patches = 1};
+    ASSERT_OK(qkv_model_forward_iv(m, dst, N, NULL, &iv2, lp, NULL, NULL));
+    for (int i = 0; i < N * V; i++) ASSERT_CLOSE(lp[i], ls[i], 1e-5);
+    /* one position of head 1.2 from the source == the whole head with dst's rows elsewhere */
+    static float mixed[N * d], l1[N * V];
+    const float *hs = cs.head_out + ((size_t)1 * H + 2) * hnd, *hd = cd.head_out + ((size_t)1 * H + 2) * hnd;
+    memcpy(mixed, hd, sizeof mixed);
+    memcpy(mixed + 5 * d, hs + 5 * d, sizeof(float) * d);
+    qkv_head_patch one = {1, 2, 5, hs}, whole = {1, 2, -1, mixed};
+    qkv_intervention a = {.head_patches = &one, .n_head_patches = 1}, b = {.head_patches = &whole, .n_head_patches = 1};
+    ASSERT_OK(qkv_model_forward_iv(m, dst, N, NULL, &a, lp, NULL, NULL));
+    ASSERT_OK(qkv_model_forward_iv(m, dst, N, NULL, &b, l1, NULL, NULL));
+    ASSERT(memcmp(lp, l1, sizeof lp) == 0);
+    int changed = 0;
+    for (int i = 0; i < N * V; i++) changed |= fabsf(lp[i] - ld[i]) > 1e-4f;
+    ASSERT(changed);
+    /* MEAN: equal rows; UNIFORM: uniform causal probabilities; ZERO: zeros */
+    unsigned char ab[L * H] = {0};
+    ab[0 * H + 1] = QKV_ABLATE_MEAN;
+    ab[1 * H + 3] = QKV_ABLATE_UNIFORM;
+    ab[2 * H + 0] = QKV_ABLATE_ZERO;
+    qkv_intervention iv3 = {.ablate = ab};
+    qkv_capture c3 = {.want_head_out = 1, .want_probs = 1};
+    ASSERT_OK(qkv_model_forward_iv(m, dst, N, NULL, &iv3, NULL, lp, &c3));
+    const float *mean = c3.head_out + (size_t)1 * hnd;
+    for (int i = 1; i < N; i++)
+        for (int k = 0; k < d; k++) ASSERT_CLOSE(mean[i * d + k], mean[k], 0);
+    const float *up = c3.probs + ((size_t)1 * H + 3) * N * N;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) ASSERT_CLOSE(up[i * N + j], j <= i ? 1.0 / (i + 1) : 0.0, 1e-7);
+    const float *z = c3.head_out + ((size_t)2 * H + 0) * hnd;
+    for (size_t i = 0; i < hnd; i++) ASSERT(z[i] == 0.0f);
+    qkv_capture_free(&c3);
+    /* the grid: each cell equals a single ablated pass */
+    float grid[L * H], base;
+    ASSERT_OK(qkv_model_ablation_grid(m, dst, N, NULL, QKV_ABLATE_ZERO, 7, 3, grid, &base));
+    for (int cell = 0; cell < L * H; cell += 5) {
+        unsigned char ab1[L * H] = {0};
+        ab1[cell] = QKV_ABLATE_ZERO;
+        qkv_intervention iv4 = {.ablate = ab1};
+        ASSERT_OK(qkv_model_forward_iv(m, dst, N, NULL, &iv4, NULL, lp, NULL));
+        ASSERT_CLOSE(grid[cell] + base, (double)lp[7] - lp[3], 1e-5); /* log-softmax difference */
+    }
+    /* the position map: each cell equals a residual patch at one position */
+    float pos[L * N], ms, md;
+    ASSERT_OK(qkv_model_patch_maps(m, src, dst, N, NULL, 7, -1, NULL, pos, &ms, &md));
+    for (int cell = 0; cell < L * N; cell += 4) {
+        qkv_resid_patch r1 = {cell / N, cell % N, cs.hidden + (size_t)(cell / N) * NC};
+        qkv_intervention iv5 = {.resid_patches = &r1, .n_resid_patches = 1};
+        ASSERT_OK(qkv_model_forward_iv(m, dst, N, NULL, &iv5, NULL, lp, NULL));
+        double mx = -1e30, sum = 0;
+        for (int j = 0; j < V; j++) mx = lp[j] > mx ? lp[j] : mx;
+        for (int j = 0; j < V; j++) sum += exp(lp[j] - mx);
+        ASSERT_CLOSE(pos[cell], lp[7] - mx - log(sum), 1e-5);
+    }
+    /* refusals */
+    unsigned char bad[L * H] = {0};
+    bad[3] = 9;
+    qkv_intervention e1 = {.ablate = bad};
+    ASSERT(qkv_model_forward_iv(m, dst, N, NULL, &e1, NULL, lp, NULL) == QKV_ERANGE);
+    qkv_head_patch bh = {3, 0, -1, hs};
+    qkv_intervention e2 = {.head_patches = &bh, .n_head_patches = 1};
+    ASSERT(qkv_model_forward_iv(m, dst, N, NULL, &e2, NULL, lp, NULL) == QKV_ERANGE);
+    bh = (qkv_head_patch){0, 0, N, hs};
+    ASSERT(qkv_model_forward_iv(m, dst, N, NULL, &e2, NULL, lp, NULL) == QKV_ERANGE);
+    bh = (qkv_head_patch){0, 0, 0, NULL};
+    ASSERT(qkv_model_forward_iv(m, dst, N, NULL, &e2, NULL, lp, NULL) == QKV_EINVAL);
+    qkv_resid_patch br = {L + 1, 0, cs.hidden};
+    qkv_intervention e3 = {.resid_patches = &br, .n_resid_patches = 1};
+    ASSERT(qkv_model_forward_iv(m, dst, N, NULL, &e3, NULL, lp, NULL) == QKV_ERANGE);
+    ASSERT(qkv_model_ablation_grid(m, dst, N, NULL, QKV_ABLATE_NONE, 1, -1, grid, NULL) == QKV_ERANGE);
+    ASSERT(qkv_model_ablation_grid(m, dst, N, NULL, QKV_ABLATE_ZERO, V, -1, grid, NULL) == QKV_ERANGE);
+    ASSERT(qkv_model_patch_maps(m, src, dst, N, NULL, 1, V, NULL, pos, NULL, NULL) == QKV_ERANGE);
+    int ids_l[3];
+    float probs_l[3];
+    ASSERT(qkv_model_logit_lens(m, cs.hidden, L + 1, N, 0, ids_l, probs_l, -1, NULL) == QKV_ERANGE);
+    qkv_capture_free(&cs);
+    qkv_capture_free(&cd);
+    qkv_model_free(m);
+}
+
+/* Several variants in one batched pass (qkv__gpt2_run_iv with n_var > 1, what the grids use)
+ * give each variant's single-pass logits: different interventions and resume rows per variant. */
+static void test_batched_variants_equal_single_passes(void) {
+    qkv_model *m = random_model(3, 4, 32, 16, 50);
+    ASSERT(m);
+    enum { N = 7, L = 3, H = 4, C = 32, V = 50, NV = 3 };
+    int ids[N] = {3, 1, 4, 1, 5, 9, 2};
+    qkv_capture cap = {.want_hidden = 1, .want_head_out = 1};
+    static float clean[V], batched[NV * V], one[V], xs[NV * N * C];
+    ASSERT_OK(qkv_model_forward(m, ids, N, NULL, NULL, clean, &cap));
+    size_t NC = (size_t)N * C;
+    unsigned char ab[NV][L * H];
+    memset(ab, 0, sizeof ab);
+    ab[0][1 * H + 2] = QKV_ABLATE_ZERO;
+    ab[1][1 * H + 0] = QKV_ABLATE_UNIFORM;
+    ab[1][2 * H + 3] = QKV_ABLATE_MEAN;
+    qkv_head_patch hp = {2, 1, 4, cap.head_out + ((size_t)0 * H + 1) * N * 8}; /* any [N, d] values */
+    qkv_intervention iv[NV] = {{.ablate = ab[0]}, {.ablate = ab[1]}, {.head_patches = &hp, .n_head_patches = 1}};
+    for (int v = 0; v < NV; v++) memcpy(xs + v * NC, cap.hidden + 1 * NC, sizeof(float) * NC);
+    xs[2 * NC + 3 * C + 5] += 0.5f; /* variant 2 also starts from an edited stream */
+    ASSERT_OK(qkv__gpt2_run_iv(m, ids, N, NULL, NULL, NV, iv, 1, xs, NULL, batched, NULL, 0));
+    for (int v = 0; v < NV; v++) {
+        ASSERT_OK(qkv__gpt2_run_iv(m, ids, N, NULL, NULL, 1, &iv[v], 1, xs + v * NC, NULL, one, NULL, 0));
+        for (int j = 0; j < V; j++) ASSERT_CLOSE(batched[v * V + j], one[j], 1e-5);
+        int moved = 0;
+        for (int j = 0; j < V; j++) moved |= fabsf(one[j] - clean[j]) > 1e-4f;
+        ASSERT(moved);
+    }
+    /* several variants only where they make sense */
+    ASSERT(qkv__gpt2_run_iv(m, ids, N, NULL, NULL, NV, iv, 1, xs, batched, NULL, NULL, 0) == QKV_EINVAL);
+    ASSERT(qkv__gpt2_run_iv(m, ids, N, NULL, NULL, 0, NULL, 0, NULL, NULL, one, NULL, 0) == QKV_EINVAL);
+    qkv_capture_free(&cap);
+    qkv_model_free(m);
+}
+
 int main(void) {
     RUN(test_gpt2_small_param_count);
     RUN(test_check_config_refuses_nonsense);
@@ -510,6 +653,8 @@ int main(void) {
     RUN(test_gelu_matches_tanh_formula);
     RUN(test_capture_is_consistent);
     RUN(test_forward_refuses_bad_ids);
+    RUN(test_interventions_in_one_pass);
+    RUN(test_batched_variants_equal_single_passes);
     RUN(test_top_k);
     RUN(test_generate_matches_full_forward);
     RUN(test_nan_weights_do_not_crash);

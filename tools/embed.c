@@ -1,7 +1,7 @@
 /*
  * embed.c -- turns files into a C source of byte arrays (as llama.cpp's xxd.cmake does):
  *
- *     embed OUT.c web/index.html web/app.js ...
+ *     embed OUT.c web/index.html web/main.js ...
  *
  * OUT.c defines qkv__web_assets[] (see src/server/web_assets.h), keyed by base name.
  */

@@ -17,6 +17,9 @@ int qkv__cmd_serve(int argc, char **argv);     /* cmd_serve.c: the playground */
 int qkv__cmd_train(int argc, char **argv);     /* cmd_train.c */
 int qkv__cmd_grad(int argc, char **argv);      /* cmd_grad.c */
 int qkv__cmd_heads(int argc, char **argv);     /* cmd_heads.c: what each head does (tags) */
+int qkv__cmd_ablate(int argc, char **argv);    /* cmd_ablate.c: head ablation, the grid */
+int qkv__cmd_patch(int argc, char **argv);     /* cmd_patch.c: activation patching maps */
+int qkv__cmd_lens(int argc, char **argv);      /* cmd_lens.c: logit lens */
 
 /* Benchmarks, one per area; `qkv bench NAME` runs one, `qkv bench` all. */
 int qkv__bench_attention(int argc, char **argv); /* bench_attention.c */

@@ -1,7 +1,7 @@
 /*
  * main.c -- the qkv binary: subcommand dispatch (gguf-tools style).
  *
- *   qkv serve | attend | forward | generate | tokenize | attention | vocab | train | grad | bench
+ *   qkv serve | attend | heads | ablate | patch | lens | forward | generate | tokenize | attention | vocab | train | grad | bench
  */
 #include "cli.h"
 
@@ -22,6 +22,9 @@ static const command commands[] = {
     {"serve", qkv__cmd_serve, "the playground: web page + JSON API (default model: built-in)"},
     {"attend", qkv__cmd_attend, "draw a sentence's attention (terminal heatmap, JSON, CSV, SVG)"},
     {"heads", qkv__cmd_heads, "what each attention head does: scores and tags from a probe set"},
+    {"ablate", qkv__cmd_ablate, "which heads matter: knock heads out, see the target's change"},
+    {"patch", qkv__cmd_patch, "activation patching between two sentences: head and position maps"},
+    {"lens", qkv__cmd_lens, "logit lens: the top predictions read out after every layer"},
     {"forward", qkv__cmd_forward, "run the model on ids or text; logits and attention as .npy"},
     {"generate", qkv__cmd_generate, "generate text from a prompt"},
     {"tokenize", qkv__cmd_tokenize, "GPT-2 BPE: text on stdin -> JSON array of ids"},

@@ -8,6 +8,10 @@
  *              m = ln_2(x); x += gelu_tanh(m @ fc_w + fc_b) @ fcproj_w + fcproj_b
  *   logits = ln_f(x) @ wte^T  (or the untied lm_head)          [N, V]
  *
+ * Interventions (qkv_model_forward_iv): residual patches on the stream entering a block,
+ * head ablations and head patches on the heads' outputs before c_proj, all inside this one
+ * pass; interp.c builds the ablation grid, the patching maps and the logit lens on it.
+ *
  * Re-entrant: every buffer is allocated per call; the model is only read. Several threads
  * may run forward passes on one model at once.
  */
@@ -178,9 +182,108 @@ qkv_status qkv__check_ids(const qkv_model *model, const int *ids, int n) {
  * engine's generation cache holding pos0 tokens; the new tokens' keys and values are
  * appended (and committed) and the queries attend to all pos0 + n cached tokens.
  * bf16: one-token matmuls read the model's BF16 copies. */
-qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
-                         const qkv_forward_opts *opts, float *logits,
-                         float *last_logits, qkv_capture *cap, int bf16) {
+/* ---- interventions ------------------------------------------------------------------------ */
+
+static qkv_status check_iv(const qkv_model_config *c, const qkv_intervention *iv, int n) {
+    int L = c->n_layer, H = c->n_head;
+    if (iv->ablate)
+        for (int i = 0; i < L * H; i++)
+            if (iv->ablate[i] > QKV_ABLATE_UNIFORM)
+                return qkv__fail(QKV_ERANGE, "intervention: ablation mode %d of head %d.%d is not "
+                                 "one of none/zero/mean/uniform", iv->ablate[i], i / H, i % H);
+    if (iv->n_head_patches < 0 || iv->n_resid_patches < 0 ||
+        (iv->n_head_patches && !iv->head_patches) || (iv->n_resid_patches && !iv->resid_patches))
+        return qkv__fail(QKV_EINVAL, "intervention: patch counts without patches");
+    for (int i = 0; i < iv->n_head_patches; i++) {
+        const qkv_head_patch *hp = &iv->head_patches[i];
+        if (hp->layer < 0 || hp->layer >= L || hp->head < 0 || hp->head >= H)
+            return qkv__fail(QKV_ERANGE, "intervention: head patch %d: head %d.%d outside %d layers x "
+                             "%d heads", i, hp->layer, hp->head, L, H);
+        if (hp->pos < -1 || hp->pos >= n)
+            return qkv__fail(QKV_ERANGE, "intervention: head patch %d: position %d outside [0, %d)", i,
+                             hp->pos, n);
+        if (!hp->values) return qkv__fail(QKV_EINVAL, "intervention: head patch %d has no values", i);
+    }
+    for (int i = 0; i < iv->n_resid_patches; i++) {
+        const qkv_resid_patch *rp = &iv->resid_patches[i];
+        if (rp->layer < 0 || rp->layer > L)
+            return qkv__fail(QKV_ERANGE, "intervention: residual patch %d: layer %d outside [0, %d]", i,
+                             rp->layer, L);
+        if (rp->pos < -1 || rp->pos >= n)
+            return qkv__fail(QKV_ERANGE, "intervention: residual patch %d: position %d outside [0, %d)",
+                             i, rp->pos, n);
+        if (!rp->values) return qkv__fail(QKV_EINVAL, "intervention: residual patch %d has no values", i);
+    }
+    return QKV_OK;
+}
+
+/* Residual patches of layer l (entering block l; l = L: after the last) into x [N, C]. */
+static void apply_resid(const qkv_intervention *iv, int l, float *x, int n, int C) {
+    for (int i = 0; i < iv->n_resid_patches; i++) {
+        const qkv_resid_patch *rp = &iv->resid_patches[i];
+        if (rp->layer != l) continue;
+        int i0 = rp->pos < 0 ? 0 : rp->pos, i1 = rp->pos < 0 ? n : rp->pos + 1;
+        for (int t = i0; t < i1; t++)
+            memcpy(x + (size_t)t * C, rp->values + (size_t)t * C, sizeof(float) * (size_t)C);
+    }
+}
+
+/* Ablations and head patches of layer l on att (head outputs in the first C floats of rows
+ * of stride 3C). qkv: the layer's packed q | k | v; probs: the layer's [H, N, N] capture or
+ * NULL (set to the uniform rows for UNIFORM). */
+static void apply_heads(const qkv_intervention *iv, int l, float *att, const float *qkv, int n,
+                        int C, int H, int causal, float *probs) {
+    int d = C / H;
+    size_t ld = 3 * (size_t)C;
+    if (iv->ablate) {
+        for (int h = 0; h < H; h++) {
+            int mode = iv->ablate[(size_t)l * H + h];
+            if (mode == QKV_ABLATE_NONE) continue;
+            float *o = att + (size_t)h * d;
+            if (mode == QKV_ABLATE_ZERO) {
+                for (int i = 0; i < n; i++) memset(o + i * ld, 0, sizeof(float) * (size_t)d);
+            } else if (mode == QKV_ABLATE_MEAN) {
+                for (int k = 0; k < d; k++) {
+                    double s = 0;
+                    for (int i = 0; i < n; i++) s += o[i * ld + k];
+                    float m = (float)(s / n);
+                    for (int i = 0; i < n; i++) o[i * ld + k] = m;
+                }
+            } else { /* UNIFORM: mean of the values each query sees */
+                const float *v = qkv + 2 * (size_t)C + (size_t)h * d;
+                for (int k = 0; k < d; k++) {
+                    double s = 0, all = 0;
+                    if (!causal)
+                        for (int j = 0; j < n; j++) all += v[j * ld + k];
+                    for (int i = 0; i < n; i++) {
+                        s += v[i * ld + k];
+                        o[i * ld + k] = causal ? (float)(s / (i + 1)) : (float)(all / n);
+                    }
+                }
+                if (probs) {
+                    float *p = probs + (size_t)h * n * n;
+                    for (int i = 0; i < n; i++)
+                        for (int j = 0; j < n; j++)
+                            p[(size_t)i * n + j] = !causal ? 1.0f / (float)n : j <= i ? 1.0f / (float)(i + 1) : 0.0f;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < iv->n_head_patches; i++) {
+        const qkv_head_patch *hp = &iv->head_patches[i];
+        if (hp->layer != l) continue;
+        int i0 = hp->pos < 0 ? 0 : hp->pos, i1 = hp->pos < 0 ? n : hp->pos + 1;
+        for (int t = i0; t < i1; t++)
+            memcpy(att + t * ld + (size_t)hp->head * d, hp->values + (size_t)t * d,
+                   sizeof(float) * (size_t)d);
+    }
+}
+
+/* The forward pass proper (model.h). */
+qkv_status qkv__gpt2_run_iv(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
+                            const qkv_forward_opts *opts, int n_var, const qkv_intervention *iv,
+                            int start_layer, const float *x_start, float *logits,
+                            float *last_logits, qkv_capture *cap, int bf16) {
     const qkv_model_config *c = &model->cfg;
     const qkv__gpt2_params *p = &model->p;
     int pos0 = kv ? qkv_kvcache_len(kv) : 0;
@@ -192,46 +295,62 @@ qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvca
         return qkv__fail(QKV_ERANGE, "forward: attention temperature %g must be > 0", (double)temperature);
     int causal = !(opts && opts->no_causal_mask);
     int C = c->n_embd, H = c->n_head, d = C / H, L = c->n_layer, V = c->vocab_size;
-    size_t NC = (size_t)n * C;
-    if (bf16 && !model->bf16) bf16 = 0;
+    if (n_var < 1 || (n_var > 1 && (kv || cap || logits)))
+        return qkv__fail(QKV_EINVAL, "forward: %d variants (several only without cache, capture or full logits)", n_var);
+    int R = n_var * n; /* rows: the variants' sentences one after another */
+    size_t NC = (size_t)n * C, RC = (size_t)R * C;
+    if (bf16 && (!model->bf16 || n_var > 1)) bf16 = 0;
     qkv_status st = QKV_OK;
+    for (int v = 0; iv && v < n_var; v++) {
+        if (kv && (iv[v].ablate || iv[v].n_head_patches || iv[v].n_resid_patches))
+            return qkv__fail(QKV_EUNSUPPORTED, "forward: interventions need the whole sentence (no KV cache)");
+        if ((st = check_iv(c, &iv[v], n))) return st;
+    }
+    if (start_layer < 0 || start_layer > L || (start_layer > 0 && !x_start) || (x_start && (cap || kv)))
+        return qkv__fail(QKV_EINVAL, "forward: bad resume at layer %d", start_layer);
     if (cap && (st = capture_alloc(cap, c, n))) return st;
 
-    /* scratch: x, a [N, C]; qkv, att [N, 3C]; fc [N, 4C] */
-    float *x = qkv__alloc_aligned(sizeof(float) * NC * 13);
-    if (!x) return qkv__fail(QKV_ENOMEM, "forward: out of memory for %d tokens", n);
-    float *a = x + NC, *qkv = a + NC, *att = qkv + 3 * NC, *fc = att + 3 * NC;
+    /* scratch: x, a [R, C]; qkv, att [R, 3C]; fc [R, 4C] */
+    float *x = qkv__alloc_aligned(sizeof(float) * RC * 13);
+    if (!x) return qkv__fail(QKV_ENOMEM, "forward: out of memory for %d tokens", R);
+    float *a = x + RC, *qkv = a + RC, *att = qkv + 3 * RC, *fc = att + 3 * RC;
 
-    for (int i = 0; i < n; i++) {
-        const float *te = p->wte + (size_t)ids[i] * C, *pe = p->wpe + (size_t)(pos0 + i) * C;
-        for (int k = 0; k < C; k++) x[(size_t)i * C + k] = te[k] + pe[k];
+    if (x_start) {
+        memcpy(x, x_start, sizeof(float) * RC);
+    } else {
+        for (int i = 0; i < n; i++) {
+            const float *te = p->wte + (size_t)ids[i] * C, *pe = p->wpe + (size_t)(pos0 + i) * C;
+            for (int k = 0; k < C; k++) x[(size_t)i * C + k] = te[k] + pe[k];
+        }
+        for (int v = 1; v < n_var; v++) memcpy(x + (size_t)v * NC, x, sizeof(float) * NC);
     }
     qkv_attn_desc desc;
-    qkv_attn_desc_init(&desc, 1, H, H, n, n, d);
+    qkv_attn_desc_init(&desc, n_var, H, H, n, n, d);
     desc.causal = causal;
     desc.temperature = temperature;
     desc.q_stride_n = desc.k_stride_n = desc.v_stride_n = 3 * (ptrdiff_t)C;
     desc.q_stride_h = desc.k_stride_h = desc.v_stride_h = d;
+    desc.q_stride_b = desc.k_stride_b = desc.v_stride_b = 3 * (ptrdiff_t)NC;
     size_t hnn = (size_t)H * n * n;
     size_t uC = (size_t)C;
 
     /* Long prompts on several threads: if the first layer shows the threads were not all
      * running (the process used less CPU than threads x wall time: a busy machine), time the
      * second layer on one thread and keep the faster for the rest. */
-    int adapt = n >= 32 && L >= 3 && qkv__model_threads() > 1, n_threads = qkv__model_threads();
+    int adapt = R >= 32 && L - start_layer >= 3 && qkv__model_threads() > 1, n_threads = qkv__model_threads();
     int saved_cap = qkv__model_threads_cap(0);
     qkv__model_threads_cap(saved_cap);
     double wall0 = 0, cpu0 = 0, full_wall = 0;
-    for (int l = 0; l < L; l++) {
+    for (int l = start_layer; l < L; l++) {
         size_t ul = (size_t)l;
-        if (adapt && l <= 2) {
+        if (adapt && l - start_layer <= 2) {
             double wall = qkv__now(), cpu = qkv__process_cpu();
-            if (l == 1) {
+            if (l - start_layer == 1) {
                 full_wall = wall - wall0;
                 /* the team ran (or spun) all along: no one else wants these cores */
                 if (cpu - cpu0 < 0.85 * n_threads * full_wall) qkv__model_threads_cap(1); /* probe one */
                 else adapt = 0;
-            } else if (l == 2) {
+            } else if (l - start_layer == 2) {
                 if (wall - wall0 >= full_wall) qkv__model_threads_cap(saved_cap); /* one was not faster */
                 adapt = 0;
             }
@@ -242,12 +361,13 @@ qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvca
         const uint16_t *bw_proj = bf16 && n == 1 ? model->bf16_proj_w + ul * uC * uC : NULL;
         const uint16_t *bw_fc = bf16 && n == 1 ? model->bf16_fc_w + ul * uC * 4 * uC : NULL;
         const uint16_t *bw_fcproj = bf16 && n == 1 ? model->bf16_fcproj_w + ul * 4 * uC * uC : NULL;
+        for (int v = 0; iv && v < n_var; v++) apply_resid(&iv[v], l, x + (size_t)v * NC, n, C);
         if (cap && cap->hidden) memcpy(cap->hidden + ul * NC, x, sizeof(float) * NC);
-        qkv__layernorm(x, n, C, p->ln1_w + ul * uC, p->ln1_b + ul * uC, c->layer_norm_eps, a);
+        qkv__layernorm(x, R, C, p->ln1_w + ul * uC, p->ln1_b + ul * uC, c->layer_norm_eps, a);
         if (bw_attn)
             qkv__gemv(a, C, 3 * C, NULL, bw_attn, p->attn_b + ul * 3 * uC, qkv);
         else
-            qkv__linear(a, C, n, C, 3 * C, p->attn_w + ul * uC * 3 * uC, p->attn_b + ul * 3 * uC, qkv);
+            qkv__linear(a, C, R, C, 3 * C, p->attn_w + ul * uC * 3 * uC, p->attn_b + ul * 3 * uC, qkv);
         float *probs = cap && cap->probs ? cap->probs + ul * hnn : NULL;
         if (kv) {
             st = qkv_kvcache_append(kv, l, n, qkv + C, qkv + 2 * C, d, 3 * (ptrdiff_t)C);
@@ -257,37 +377,46 @@ qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvca
             st = qkv_attention_forward(&desc, qkv, qkv + C, qkv + 2 * C, att, NULL, probs);
         }
         if (st) goto done;
+        for (int v = 0; iv && v < n_var; v++)
+            apply_heads(&iv[v], l, att + 3 * (size_t)v * NC, qkv + 3 * (size_t)v * NC, n, C, H, causal, probs);
         if (cap) capture_layer(cap, l, qkv, att, n, C, H);
         /* att rows follow q's stride (3C): the first C floats of each row are the heads' outputs */
         if (bw_proj)
             qkv__gemv(att, C, C, NULL, bw_proj, p->proj_b + ul * uC, a);
         else
-            qkv__linear(att, 3 * (ptrdiff_t)C, n, C, C, p->proj_w + ul * uC * uC, p->proj_b + ul * uC, a);
-        add_inplace(x, a, NC);
-        qkv__layernorm(x, n, C, p->ln2_w + ul * uC, p->ln2_b + ul * uC, c->layer_norm_eps, a);
+            qkv__linear(att, 3 * (ptrdiff_t)C, R, C, C, p->proj_w + ul * uC * uC, p->proj_b + ul * uC, a);
+        add_inplace(x, a, RC);
+        qkv__layernorm(x, R, C, p->ln2_w + ul * uC, p->ln2_b + ul * uC, c->layer_norm_eps, a);
         if (bw_fc)
             qkv__gemv(a, C, 4 * C, NULL, bw_fc, p->fc_b + ul * 4 * uC, fc);
         else
-            qkv__linear(a, C, n, C, 4 * C, p->fc_w + ul * uC * 4 * uC, p->fc_b + ul * 4 * uC, fc);
-        qkv__gelu_tanh(fc, NC * 4);
+            qkv__linear(a, C, R, C, 4 * C, p->fc_w + ul * uC * 4 * uC, p->fc_b + ul * 4 * uC, fc);
+        qkv__gelu_tanh(fc, RC * 4);
         if (bw_fcproj)
             qkv__gemv(fc, 4 * C, C, NULL, bw_fcproj, p->fcproj_b + ul * uC, a);
         else
-            qkv__linear(fc, 4 * (ptrdiff_t)C, n, 4 * C, C, p->fcproj_w + ul * 4 * uC * uC,
+            qkv__linear(fc, 4 * (ptrdiff_t)C, R, 4 * C, C, p->fcproj_w + ul * 4 * uC * uC,
                         p->fcproj_b + ul * uC, a);
-        add_inplace(x, a, NC);
+        add_inplace(x, a, RC);
     }
     qkv__model_threads_cap(saved_cap);
     if (kv && (st = qkv_kvcache_commit(kv, n))) goto done;
+    for (int v = 0; iv && v < n_var; v++) apply_resid(&iv[v], L, x + (size_t)v * NC, n, C);
     if (cap && cap->hidden) memcpy(cap->hidden + (size_t)L * NC, x, sizeof(float) * NC);
     const float *out_w = model->lm_head ? model->lm_head : p->wte;
     if (logits) {
         qkv__layernorm(x, n, C, p->lnf_w, p->lnf_b, c->layer_norm_eps, a);
         qkv__linear_t(a, C, n, C, V, out_w, C, logits, V);
         if (last_logits) memcpy(last_logits, logits + (size_t)(n - 1) * V, sizeof(float) * (size_t)V);
-    } else if (last_logits) {
+    } else if (last_logits && n_var == 1) {
         qkv__layernorm(x + (size_t)(n - 1) * C, 1, C, p->lnf_w, p->lnf_b, c->layer_norm_eps, a);
         qkv__gemv_t(a, C, V, out_w, bf16 ? model->bf16_out : NULL, last_logits);
+    } else if (last_logits) {
+        /* each variant's last row: [n_var, V] */
+        for (int v = 0; v < n_var; v++)
+            qkv__layernorm(x + (size_t)v * NC + (size_t)(n - 1) * C, 1, C, p->lnf_w, p->lnf_b,
+                           c->layer_norm_eps, a + (size_t)v * C);
+        qkv__linear_t(a, C, n_var, C, V, out_w, C, last_logits, V);
     }
 done:
     qkv__model_threads_cap(saved_cap);
@@ -296,12 +425,24 @@ done:
     return st;
 }
 
+qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
+                         const qkv_forward_opts *opts, float *logits,
+                         float *last_logits, qkv_capture *cap, int bf16) {
+    return qkv__gpt2_run_iv(model, ids, n, kv, opts, 1, NULL, 0, NULL, logits, last_logits, cap, bf16);
+}
+
 qkv_status qkv_model_forward(qkv_model *model, const int *ids, int n, const qkv_forward_opts *opts,
                              float *logits, float *last_logits, qkv_capture *cap) {
+    return qkv_model_forward_iv(model, ids, n, opts, NULL, logits, last_logits, cap);
+}
+
+qkv_status qkv_model_forward_iv(qkv_model *model, const int *ids, int n,
+                                const qkv_forward_opts *opts, const qkv_intervention *iv,
+                                float *logits, float *last_logits, qkv_capture *cap) {
     if (!model) return qkv__fail(QKV_EINVAL, "forward: model is NULL");
     qkv_status st = qkv__check_ids(model, ids, n);
     if (st) return st;
-    return qkv__gpt2_run(model, ids, n, NULL, opts, logits, last_logits, cap, 0);
+    return qkv__gpt2_run_iv(model, ids, n, NULL, opts, 1, iv, 0, NULL, logits, last_logits, cap, 0);
 }
 
 /* ---- top-k --------------------------------------------------------------------------------- */

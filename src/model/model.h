@@ -133,5 +133,15 @@ qkv_status qkv__check_ids(const qkv_model *model, const int *ids, int n);
 qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
                          const qkv_forward_opts *opts, float *logits,
                          float *last_logits, qkv_capture *cap, int bf16);
+/* The same with interventions, for n_var variants of the sentence at once (their rows one
+ * after another through every matmul: many small passes become a few efficient ones). iv:
+ * NULL (none) or one intervention per variant; not with kv. x_start (or NULL): [n_var, N, C],
+ * each variant's stream entering block start_layer (a recorded run, possibly edited); the pass
+ * starts there. With n_var > 1: no kv, no capture, no full logits; last_logits is
+ * [n_var, V]. interp.c's grids resume at the layer a change starts from. */
+qkv_status qkv__gpt2_run_iv(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
+                            const qkv_forward_opts *opts, int n_var, const qkv_intervention *iv,
+                            int start_layer, const float *x_start, float *logits,
+                            float *last_logits, qkv_capture *cap, int bf16);
 
 #endif /* QKV_MODEL_H */

@@ -6,6 +6,16 @@
  *   POST /api/compare  {"a", "b", "word"} -> the word's hidden-state cosine similarity per layer
  *   GET  /api/heads    what each head does: probe scores and tags (qkv_model_head_scores),
  *                      computed once when the server starts
+ *   POST /api/ablate   {"text", "target", "vs", "mode", "detail"} -> the which-heads-matter grid
+ *                      [L][H] (qkv_model_ablation_grid), and one ablated head's pattern and
+ *                      new predictions on request
+ *   POST /api/patch    {"source", "text", "target", "vs", "what"} -> activation patching maps
+ *                      [L][H] and [L][N] (qkv_model_patch_maps)
+ *   POST /api/lens     {"text", "top_k", "target", "positions"} -> the logit lens: top tokens
+ *                      after every layer at every position (qkv_model_logit_lens)
+ *   POST /api/generate {"prompt", "max_tokens", ...} -> newline-delimited JSON streamed as the
+ *                      tokens are made, then every step's attention (qkv_model_attn_timeline);
+ *                      cancelled when the client goes away (http.c drives the stream)
  *
  * Requests are parsed with jansson and checked field by field (type, range, unknown keys);
  * responses are written by hand (jsonw.c). Every error is {"error": "..."} with a 4xx. */
@@ -16,6 +26,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +41,9 @@ struct qkv__api {
     double queue_wait_s;
     qkv_head_scores heads; /* score == NULL when they could not be computed */
     char heads_error[256];
+    pthread_mutex_t streams_lock; /* n_streams, stopping */
+    pthread_cond_t streams_done;
+    int n_streams, stopping;
 };
 
 qkv_status qkv__api_create(qkv_model *model, int compute_slots, double queue_wait_s,
@@ -54,12 +68,16 @@ qkv_status qkv__api_create(qkv_model *model, int compute_slots, double queue_wai
         free(api);
         return qkv__fail(QKV_EINVAL, "server: sem_init failed");
     }
+    pthread_mutex_init(&api->streams_lock, NULL);
+    pthread_cond_init(&api->streams_done, NULL);
     *out = api;
     return QKV_OK;
 }
 
 void qkv__api_free(qkv__api *api) {
     if (!api) return;
+    pthread_mutex_destroy(&api->streams_lock);
+    pthread_cond_destroy(&api->streams_done);
     sem_destroy(&api->slots);
     qkv_head_scores_free(&api->heads);
     free(api);
@@ -799,6 +817,852 @@ done:
     json_decref(root);
 }
 
+/* ---- interventions: shared pieces ------------------------------------------------------ */
+
+/* An optional token: a string that is exactly one token of the vocabulary (" were"), or an
+ * integer id in [0, V). *id keeps its value (-1) when the field is absent. */
+static int get_token(qkv__api *api, reply *r, json_t *obj, const char *key, int *id) {
+    json_t *v = json_object_get(obj, key);
+    if (!v) return 1;
+    int V = api->cfg.vocab_size;
+    if (json_is_integer(v)) {
+        json_int_t x = json_integer_value(v);
+        if (x < 0 || x >= V)
+            return reply_error(r, 400, "'%s' is token id %lld, outside the vocabulary [0, %d)", key,
+                               (long long)x, V), 0;
+        *id = (int)x;
+        return 1;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 256)
+        return reply_error(r, 400, "'%s' must be a token: its text (1 to 256 bytes) or its id", key), 0;
+    int *ids = NULL;
+    size_t n = 0;
+    if (qkv_tokenizer_encode(api->tok, json_string_value(v), json_string_length(v), 0, &ids, &n) != QKV_OK) {
+        reply_error(r, 400, "'%s' could not be tokenized: %.300s", key, qkv_last_error());
+        return 0;
+    }
+    int one = n == 1 ? ids[0] : -1;
+    free(ids);
+    if (one < 0)
+        return reply_error(r, 400, "'%s' is %zu tokens, not one token of the vocabulary (GPT-2's "
+                           "pieces carry their leading space: \" were\"; or give the id)", key, n), 0;
+    *id = one;
+    return 1;
+}
+
+/* {"id", "token", "bytes"} or null */
+static void write_token_obj(qkv__api *api, qkv__jw *w, int id) {
+    if (id < 0) {
+        qkv__jw_lit(w, "null");
+        return;
+    }
+    qkv__jw_lit(w, "{\"id\":");
+    qkv__jw_int(w, id);
+    qkv__jw_lit(w, ",\"token\":");
+    write_token(api, w, id, 0);
+    qkv__jw_lit(w, ",\"bytes\":");
+    write_token(api, w, id, 1);
+    qkv__jw_lit(w, "}");
+}
+
+/* The k most likely next tokens: [{"token", "bytes", "id", "prob"}] (k <= QKV__SRV_MAX_TOP_K) */
+static void write_top(qkv__api *api, qkv__jw *w, const float *logits, int k) {
+    int ids[QKV__SRV_MAX_TOP_K];
+    float p[QKV__SRV_MAX_TOP_K];
+    if (k > api->cfg.vocab_size) k = api->cfg.vocab_size;
+    if (k < 1 || qkv_top_k(logits, api->cfg.vocab_size, k, ids, p) != QKV_OK) k = 0;
+    qkv__jw_raw(w, "[", 1);
+    for (int i = 0; i < k; i++) {
+        qkv__jw_lit(w, i ? ",{\"token\":" : "{\"token\":");
+        write_token(api, w, ids[i], 0);
+        qkv__jw_lit(w, ",\"bytes\":");
+        write_token(api, w, ids[i], 1);
+        qkv__jw_lit(w, ",\"id\":");
+        qkv__jw_int(w, ids[i]);
+        qkv__jw_lit(w, ",\"prob\":");
+        qkv__jw_float(w, p[i]);
+        qkv__jw_lit(w, "}");
+    }
+    qkv__jw_raw(w, "]", 1);
+}
+
+/* log P(target) - log P(vs) (vs < 0: log P(target)) */
+static double row_metric(const float *logits, int V, int target, int vs) {
+    float mx = -INFINITY;
+    for (int j = 0; j < V; j++)
+        if (logits[j] > mx) mx = logits[j];
+    double sum = 0.0;
+    for (int j = 0; j < V; j++) sum += exp((double)logits[j] - mx);
+    double lse = mx + log(sum);
+    return (double)logits[target] - lse - (vs >= 0 ? (double)logits[vs] - lse : 0.0);
+}
+
+static int encode_iv_text(qkv__api *api, reply *r, const char *key, const char *text, size_t len,
+                          int **ids, int *n) {
+    if (!encode_text(api, r, key, text, len, ids, n)) return 0;
+    if (*n > QKV__SRV_MAX_IV_TOKENS) {
+        free(*ids);
+        *ids = NULL;
+        reply_error(r, 413, "'%s' is %d tokens; interventions run one forward per cell and take at "
+                    "most %d", key, *n, QKV__SRV_MAX_IV_TOKENS);
+        return 0;
+    }
+    return 1;
+}
+
+static const char *const mode_names[] = {"none", "zero", "mean", "uniform"};
+
+/* ---- POST /api/ablate ------------------------------------------------------------------ */
+
+static void api_ablate(qkv__api *api, reply *r, const char *body, size_t len) {
+    static const char *const keys[] = {"text", "target", "vs", "mode", "top_k", "detail", NULL};
+    json_t *root = parse_object(r, body, len);
+    if (!root) return;
+    int *ids = NULL, have_slot = 0, N = 0, target = -1, vs = -1, top_k = 10, mode = QKV_ABLATE_ZERO;
+    int d_layer = -1, d_head = -1;
+    const int L = api->cfg.n_layer, H = api->cfg.n_head, V = api->cfg.vocab_size;
+    float *logits = NULL, *grid = NULL;
+    qkv_capture cap;
+    memset(&cap, 0, sizeof cap);
+    const char *text;
+    size_t text_len;
+    if (!check_keys(r, root, keys) || !get_text(r, root, "text", &text, &text_len) ||
+        !get_token(api, r, root, "target", &target) || !get_token(api, r, root, "vs", &vs) ||
+        !get_int(r, root, "top_k", 1, QKV__SRV_MAX_TOP_K, &top_k))
+        goto done;
+    json_t *jm = json_object_get(root, "mode");
+    if (jm) {
+        mode = -1;
+        for (int m = QKV_ABLATE_ZERO; m <= QKV_ABLATE_UNIFORM; m++)
+            if (json_is_string(jm) && !strcmp(json_string_value(jm), mode_names[m])) mode = m;
+        if (mode < 0) {
+            reply_error(r, 400, "'mode' must be \"zero\", \"mean\" or \"uniform\"");
+            goto done;
+        }
+    }
+    json_t *detail = json_object_get(root, "detail");
+    if (detail) {
+        static const char *const dkeys[] = {"layer", "head", NULL};
+        if (!json_is_object(detail) || !json_object_get(detail, "layer") || !json_object_get(detail, "head")) {
+            reply_error(r, 400, "'detail' must be an object {\"layer\": l, \"head\": h}");
+            goto done;
+        }
+        if (!check_keys(r, detail, dkeys) || !get_int(r, detail, "layer", 0, L - 1, &d_layer) ||
+            !get_int(r, detail, "head", 0, H - 1, &d_head))
+            goto done;
+    }
+    if (target >= 0 && vs == target) {
+        reply_error(r, 400, "'vs' is the target itself");
+        goto done;
+    }
+    if (!encode_iv_text(api, r, "text", text, text_len, &ids, &N)) goto done;
+    logits = malloc(sizeof(float) * (size_t)V * 2);
+    grid = malloc(sizeof(float) * (size_t)L * H);
+    if (!logits || !grid) {
+        reply_error(r, 500, "out of memory");
+        goto done;
+    }
+    if (!acquire_slot(api, r)) goto done;
+    have_slot = 1;
+    double t0 = qkv__now();
+    qkv_status st = qkv_model_forward(api->model, ids, N, NULL, NULL, logits, NULL);
+    if (!st && target < 0) {
+        float p;
+        qkv_top_k(logits, V, 1, &target, &p);
+        if (vs == target) vs = -1; /* the default target happens to be vs: compare with nothing */
+    }
+    double t1 = qkv__now();
+    float base = 0;
+    if (!st) st = qkv_model_ablation_grid(api->model, ids, N, NULL, (qkv_ablate_mode)mode, target, vs, grid, &base);
+    double t_grid = qkv__now() - t1;
+    if (!st && detail) {
+        unsigned char *ab = calloc((size_t)L * H, 1);
+        if (!ab) {
+            st = qkv__fail(QKV_ENOMEM, "out of memory");
+        } else {
+            ab[d_layer * H + d_head] = (unsigned char)mode;
+            qkv_intervention iv = {.ablate = ab};
+            cap.want_probs = 1;
+            st = qkv_model_forward_iv(api->model, ids, N, NULL, &iv, NULL, logits + V, &cap);
+            free(ab);
+        }
+    }
+    double t_all = qkv__now() - t0;
+    release_slot(api);
+    have_slot = 0;
+    if (st) {
+        reply_error(r, st == QKV_ENOMEM ? 503 : 500, "ablation failed: %.300s", qkv_last_error());
+        goto done;
+    }
+    qkv__jw *w = &r->w;
+    qkv__jw_lit(w, "{");
+    qkv__jw_key(w, "model", 1);
+    qkv__jw_cstr(w, qkv_model_name(api->model));
+    write_tokens(api, w, ids, N);
+    qkv__jw_key(w, "n_layer", 0);
+    qkv__jw_int(w, L);
+    qkv__jw_key(w, "n_head", 0);
+    qkv__jw_int(w, H);
+    qkv__jw_key(w, "n_tokens", 0);
+    qkv__jw_int(w, N);
+    qkv__jw_key(w, "mode", 0);
+    qkv__jw_cstr(w, mode_names[mode]);
+    qkv__jw_key(w, "target", 0);
+    write_token_obj(api, w, target);
+    qkv__jw_key(w, "vs", 0);
+    write_token_obj(api, w, vs);
+    qkv__jw_key(w, "metric", 0);
+    qkv__jw_cstr(w, vs >= 0 ? "log P(target) - log P(vs)" : "log P(target)");
+    qkv__jw_key(w, "base", 0);
+    qkv__jw_float(w, base);
+    qkv__jw_key(w, "grid", 0);
+    qkv__jw_matrix(w, grid, L, H, H);
+    qkv__jw_key(w, "top", 0);
+    write_top(api, w, logits, top_k);
+    if (detail) {
+        qkv__jw_key(w, "detail", 0);
+        qkv__jw_lit(w, "{");
+        qkv__jw_key(w, "layer", 1);
+        qkv__jw_int(w, d_layer);
+        qkv__jw_key(w, "head", 0);
+        qkv__jw_int(w, d_head);
+        qkv__jw_key(w, "delta", 0);
+        qkv__jw_float(w, (float)(row_metric(logits + V, V, target, vs) - base));
+        qkv__jw_key(w, "attention", 0);
+        qkv__jw_matrix(w, cap.probs + ((size_t)d_layer * H + d_head) * (size_t)N * N, N, N, N);
+        qkv__jw_key(w, "top", 0);
+        write_top(api, w, logits + V, top_k);
+        qkv__jw_lit(w, "}");
+    }
+    qkv__jw_key(w, "grid_ms", 0);
+    qkv__jw_float(w, (float)(t_grid * 1e3));
+    qkv__jw_key(w, "ms", 0);
+    qkv__jw_float(w, (float)(t_all * 1e3));
+    qkv__jw_lit(w, "}");
+    r->status = w->oom ? 500 : 200;
+done:
+    if (have_slot) release_slot(api);
+    qkv_capture_free(&cap);
+    free(ids);
+    free(logits);
+    free(grid);
+    json_decref(root);
+}
+
+/* ---- POST /api/patch ------------------------------------------------------------------- */
+
+/* rows x cols of (m - md) / (ms - md); null where ms == md */
+static void write_restored(qkv__jw *w, const float *m, int rows, int cols, float ms, float md) {
+    qkv__jw_raw(w, "[", 1);
+    for (int i = 0; i < rows; i++) {
+        qkv__jw_lit(w, i ? ",[" : "[");
+        for (int j = 0; j < cols; j++) {
+            if (j) qkv__jw_raw(w, ",", 1);
+            qkv__jw_float(w, ms != md ? (m[(size_t)i * cols + j] - md) / (ms - md) : NAN);
+        }
+        qkv__jw_raw(w, "]", 1);
+    }
+    qkv__jw_raw(w, "]", 1);
+}
+
+static void api_patch(qkv__api *api, reply *r, const char *body, size_t len) {
+    static const char *const keys[] = {"source", "text", "target", "vs", "what", "top_k", NULL};
+    json_t *root = parse_object(r, body, len);
+    if (!root) return;
+    int *sids = NULL, *dids = NULL, ns = 0, N = 0, have_slot = 0, target = -1, vs = -1, top_k = 5;
+    int do_heads = 1, do_pos = 1;
+    const int L = api->cfg.n_layer, H = api->cfg.n_head, V = api->cfg.vocab_size;
+    float *logits = NULL, *hm = NULL, *pm = NULL;
+    const char *src, *dst;
+    size_t src_len, dst_len;
+    if (!check_keys(r, root, keys) || !get_text(r, root, "source", &src, &src_len) ||
+        !get_text(r, root, "text", &dst, &dst_len) || !get_token(api, r, root, "target", &target) ||
+        !get_token(api, r, root, "vs", &vs) || !get_int(r, root, "top_k", 1, QKV__SRV_MAX_TOP_K, &top_k))
+        goto done;
+    json_t *jw = json_object_get(root, "what");
+    if (jw) {
+        const char *s = json_is_string(jw) ? json_string_value(jw) : "";
+        if (!strcmp(s, "heads")) do_pos = 0;
+        else if (!strcmp(s, "positions")) do_heads = 0;
+        else if (strcmp(s, "both")) {
+            reply_error(r, 400, "'what' must be \"heads\", \"positions\" or \"both\"");
+            goto done;
+        }
+    }
+    if (target >= 0 && vs == target) {
+        reply_error(r, 400, "'vs' is the target itself");
+        goto done;
+    }
+    if (!encode_iv_text(api, r, "source", src, src_len, &sids, &ns) ||
+        !encode_iv_text(api, r, "text", dst, dst_len, &dids, &N))
+        goto done;
+    if (ns != N) {
+        reply_error(r, 400, "'source' is %d tokens and 'text' %d: patching needs two texts of the "
+                    "same number of tokens", ns, N);
+        goto done;
+    }
+    logits = malloc(sizeof(float) * (size_t)V * 2);
+    hm = malloc(sizeof(float) * (size_t)L * H);
+    pm = malloc(sizeof(float) * (size_t)L * N);
+    if (!logits || !hm || !pm) {
+        reply_error(r, 500, "out of memory");
+        goto done;
+    }
+    if (!acquire_slot(api, r)) goto done;
+    have_slot = 1;
+    double t0 = qkv__now();
+    float ms = 0, md = 0, p;
+    qkv_status st = qkv_model_forward(api->model, sids, N, NULL, NULL, logits, NULL);
+    if (!st) st = qkv_model_forward(api->model, dids, N, NULL, NULL, logits + V, NULL);
+    if (!st) {
+        int vs_given = json_object_get(root, "vs") != NULL;
+        if (target < 0) qkv_top_k(logits, V, 1, &target, &p);
+        if (!vs_given) {
+            qkv_top_k(logits + V, V, 1, &vs, &p);
+            if (vs == target) vs = -1;
+        } else if (vs == target) {
+            vs = -1;
+        }
+        st = qkv_model_patch_maps(api->model, sids, dids, N, NULL, target, vs, do_heads ? hm : NULL,
+                                  do_pos ? pm : NULL, &ms, &md);
+    }
+    double t_all = qkv__now() - t0;
+    release_slot(api);
+    have_slot = 0;
+    if (st) {
+        reply_error(r, st == QKV_ENOMEM ? 503 : 500, "patching failed: %.300s", qkv_last_error());
+        goto done;
+    }
+    qkv__jw *w = &r->w;
+    qkv__jw_lit(w, "{");
+    qkv__jw_key(w, "model", 1);
+    qkv__jw_cstr(w, qkv_model_name(api->model));
+    qkv__jw_key(w, "n_layer", 0);
+    qkv__jw_int(w, L);
+    qkv__jw_key(w, "n_head", 0);
+    qkv__jw_int(w, H);
+    qkv__jw_key(w, "n_tokens", 0);
+    qkv__jw_int(w, N);
+    for (int s = 0; s < 2; s++) {
+        qkv__jw_key(w, s ? "dest" : "source", 0);
+        qkv__jw_lit(w, "{");
+        qkv__jw_key(w, "top", 1);
+        write_top(api, w, logits + (size_t)s * V, top_k);
+        write_tokens(api, w, s ? dids : sids, N);
+        qkv__jw_lit(w, "}");
+    }
+    qkv__jw_key(w, "target", 0);
+    write_token_obj(api, w, target);
+    qkv__jw_key(w, "vs", 0);
+    write_token_obj(api, w, vs);
+    qkv__jw_key(w, "metric", 0);
+    qkv__jw_cstr(w, vs >= 0 ? "log P(target) - log P(vs)" : "log P(target)");
+    qkv__jw_key(w, "source_metric", 0);
+    qkv__jw_float(w, ms);
+    qkv__jw_key(w, "dest_metric", 0);
+    qkv__jw_float(w, md);
+    if (do_heads) {
+        qkv__jw_key(w, "head_metric", 0);
+        qkv__jw_matrix(w, hm, L, H, H);
+        qkv__jw_key(w, "head_restored", 0);
+        write_restored(w, hm, L, H, ms, md);
+    }
+    if (do_pos) {
+        qkv__jw_key(w, "pos_metric", 0);
+        qkv__jw_matrix(w, pm, L, N, N);
+        qkv__jw_key(w, "pos_restored", 0);
+        write_restored(w, pm, L, N, ms, md);
+    }
+    qkv__jw_key(w, "ms", 0);
+    qkv__jw_float(w, (float)(t_all * 1e3));
+    qkv__jw_lit(w, "}");
+    r->status = w->oom ? 500 : 200;
+done:
+    if (have_slot) release_slot(api);
+    free(sids);
+    free(dids);
+    free(logits);
+    free(hm);
+    free(pm);
+    json_decref(root);
+}
+
+/* ---- POST /api/lens -------------------------------------------------------------------- */
+
+static void api_lens(qkv__api *api, reply *r, const char *body, size_t len) {
+    static const char *const keys[] = {"text", "top_k", "target", "positions", NULL};
+    json_t *root = parse_object(r, body, len);
+    if (!root) return;
+    int *ids = NULL, N = 0, have_slot = 0, target = -1, top_k = 5, last_only = 0;
+    const int L = api->cfg.n_layer, S = L + 1, C = api->cfg.n_embd;
+    int *top_ids = NULL;
+    float *top_p = NULL, *tp = NULL, *rows = NULL;
+    qkv_capture cap;
+    memset(&cap, 0, sizeof cap);
+    const char *text;
+    size_t text_len;
+    if (!check_keys(r, root, keys) || !get_text(r, root, "text", &text, &text_len) ||
+        !get_int(r, root, "top_k", 1, 20, &top_k) || !get_token(api, r, root, "target", &target))
+        goto done;
+    json_t *jp = json_object_get(root, "positions");
+    if (jp) {
+        const char *s = json_is_string(jp) ? json_string_value(jp) : "";
+        if (!strcmp(s, "last")) last_only = 1;
+        else if (strcmp(s, "all")) {
+            reply_error(r, 400, "'positions' must be \"all\" or \"last\"");
+            goto done;
+        }
+    }
+    if (!encode_text(api, r, "text", text, text_len, &ids, &N)) goto done;
+    int P = last_only ? 1 : N;
+    if ((size_t)S * P > QKV__SRV_MAX_LENS_ROWS) {
+        reply_error(r, 413, "%d states x %d positions is more than %d rows: ask for "
+                    "\"positions\": \"last\" or a shorter text", S, P, QKV__SRV_MAX_LENS_ROWS);
+        goto done;
+    }
+    size_t nr = (size_t)S * P;
+    top_ids = malloc(sizeof(int) * nr * top_k);
+    top_p = malloc(sizeof(float) * nr * top_k);
+    tp = malloc(sizeof(float) * nr);
+    rows = malloc(sizeof(float) * nr * C);
+    if (!top_ids || !top_p || !tp || !rows) {
+        reply_error(r, 500, "out of memory");
+        goto done;
+    }
+    cap.want_hidden = 1;
+    if (!acquire_slot(api, r)) goto done;
+    have_slot = 1;
+    double t0 = qkv__now();
+    qkv_status st = qkv_model_forward(api->model, ids, N, NULL, NULL, NULL, &cap);
+    if (!st) {
+        for (int s = 0; s < S; s++)
+            memcpy(rows + (size_t)s * P * C, cap.hidden + ((size_t)s * N + (size_t)(N - P)) * C,
+                   sizeof(float) * (size_t)P * C);
+        st = qkv_model_logit_lens(api->model, rows, S, P, top_k, top_ids, top_p, target, tp);
+    }
+    double t_all = qkv__now() - t0;
+    release_slot(api);
+    have_slot = 0;
+    if (st) {
+        reply_error(r, st == QKV_ENOMEM ? 503 : 500, "logit lens failed: %.300s", qkv_last_error());
+        goto done;
+    }
+    qkv__jw *w = &r->w;
+    qkv__jw_lit(w, "{");
+    qkv__jw_key(w, "model", 1);
+    qkv__jw_cstr(w, qkv_model_name(api->model));
+    write_tokens(api, w, ids, N);
+    qkv__jw_key(w, "n_layer", 0);
+    qkv__jw_int(w, L);
+    qkv__jw_key(w, "n_tokens", 0);
+    qkv__jw_int(w, N);
+    qkv__jw_key(w, "states", 0);
+    qkv__jw_raw(w, "[", 1);
+    for (int s = 0; s < S; s++) {
+        char name[32];
+        if (s == 0) snprintf(name, sizeof name, "embeddings");
+        else snprintf(name, sizeof name, "after layer %d", s - 1);
+        if (s) qkv__jw_raw(w, ",", 1);
+        qkv__jw_cstr(w, name);
+    }
+    qkv__jw_raw(w, "]", 1);
+    qkv__jw_key(w, "positions", 0);
+    qkv__jw_raw(w, "[", 1);
+    for (int i = 0; i < P; i++) {
+        if (i) qkv__jw_raw(w, ",", 1);
+        qkv__jw_int(w, N - P + i);
+    }
+    qkv__jw_raw(w, "]", 1);
+    qkv__jw_key(w, "top", 0);
+    qkv__jw_raw(w, "[", 1);
+    for (int s = 0; s < S; s++) {
+        qkv__jw_lit(w, s ? ",[" : "[");
+        for (int i = 0; i < P; i++) {
+            qkv__jw_lit(w, i ? ",[" : "[");
+            size_t rr = (size_t)s * P + i;
+            for (int k = 0; k < top_k; k++) {
+                int id = top_ids[rr * top_k + k];
+                qkv__jw_lit(w, k ? ",{\"id\":" : "{\"id\":");
+                qkv__jw_int(w, id);
+                qkv__jw_lit(w, ",\"token\":");
+                write_token(api, w, id, 0);
+                qkv__jw_lit(w, ",\"bytes\":");
+                write_token(api, w, id, 1);
+                qkv__jw_lit(w, ",\"prob\":");
+                qkv__jw_float(w, top_p[rr * top_k + k]);
+                qkv__jw_lit(w, "}");
+            }
+            qkv__jw_raw(w, "]", 1);
+        }
+        qkv__jw_raw(w, "]", 1);
+    }
+    qkv__jw_raw(w, "]", 1);
+    qkv__jw_key(w, "target", 0);
+    write_token_obj(api, w, target);
+    if (target >= 0) {
+        qkv__jw_key(w, "target_probs", 0);
+        qkv__jw_matrix(w, tp, S, P, P);
+    }
+    qkv__jw_key(w, "ms", 0);
+    qkv__jw_float(w, (float)(t_all * 1e3));
+    qkv__jw_lit(w, "}");
+    r->status = w->oom ? 500 : 200;
+done:
+    if (have_slot) release_slot(api);
+    qkv_capture_free(&cap);
+    free(ids);
+    free(top_ids);
+    free(top_p);
+    free(tp);
+    free(rows);
+    json_decref(root);
+}
+
+/* ---- POST /api/generate: a stream --------------------------------------------------------- */
+
+struct qkv__gen_stream {
+    qkv__api *api;
+    int *ids, n_prompt, max_new, *out, n_out, *sel, n_sel, want_attention;
+    qkv_sampler sampler;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;  /* everything below */
+    qkv__jw buf;           /* produced, not yet read: buf.buf[head .. buf.len) */
+    size_t head;
+    int finished, cancel, sleeping;
+    void (*sleep)(void *), (*wake)(void *);
+    void *arg;
+};
+
+/* Appends one line (w's text + '\n') and wakes the reader. */
+static void stream_emit(qkv__gen_stream *s, qkv__jw *w) {
+    pthread_mutex_lock(&s->lock);
+    if (!w->oom && w->buf) {
+        qkv__jw_raw(&s->buf, w->buf, w->len);
+        qkv__jw_raw(&s->buf, "\n", 1);
+    }
+    if (s->sleeping && s->wake) {
+        s->sleeping = 0;
+        s->wake(s->arg);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static int stream_cancelled(qkv__gen_stream *s) {
+    pthread_mutex_lock(&s->lock);
+    int c = s->cancel;
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_lock(&s->api->streams_lock);
+    c |= s->api->stopping;
+    pthread_mutex_unlock(&s->api->streams_lock);
+    return c;
+}
+
+static int stream_on_token(void *user, int id) {
+    qkv__gen_stream *s = user;
+    qkv__jw w;
+    qkv__jw_init(&w);
+    qkv__jw_lit(&w, "{\"step\":");
+    qkv__jw_int(&w, s->n_out);
+    qkv__jw_lit(&w, ",\"id\":");
+    qkv__jw_int(&w, id);
+    qkv__jw_lit(&w, ",\"token\":");
+    write_token(s->api, &w, id, 0);
+    qkv__jw_lit(&w, ",\"bytes\":");
+    write_token(s->api, &w, id, 1);
+    qkv__jw_lit(&w, "}");
+    stream_emit(s, &w);
+    qkv__jw_free(&w);
+    s->n_out++;
+    return stream_cancelled(s);
+}
+
+static void *stream_main(void *arg) {
+    qkv__gen_stream *s = arg;
+    qkv__api *api = s->api;
+    const int L = api->cfg.n_layer, H = api->cfg.n_head;
+    double t0 = qkv__now();
+    qkv__jw w;
+    qkv__jw_init(&w);
+    /* a compute slot, checking for a cancel while waiting */
+    int have = 0;
+    for (double waited = 0; !have && waited < api->queue_wait_s && !stream_cancelled(s); waited += 0.05) {
+        if (sem_trywait(&api->slots) == 0) have = 1;
+        else nanosleep(&(struct timespec){0, 50000000L}, NULL);
+    }
+    const char *stopped = "cancelled", *error = NULL;
+    int n_got = 0;
+    qkv_status st = QKV_OK;
+    if (have) {
+        s->n_out = 0;
+        st = qkv_model_generate(api->model, s->ids, s->n_prompt, s->max_new, &s->sampler, stream_on_token, s,
+                                s->out, &n_got);
+        if (st) error = qkv_last_error();
+        else if (stream_cancelled(s)) stopped = "cancelled";
+        else if (n_got >= s->max_new) stopped = "max_tokens";
+        else if (s->n_prompt + n_got > api->cfg.n_ctx) stopped = "context";
+        else stopped = "end of text";
+    } else if (!stream_cancelled(s)) {
+        error = "the server is busy; try again";
+    }
+    double t_gen = qkv__now() - t0;
+    float *rows = NULL;
+    int N = s->n_prompt + n_got - 1;
+    if (!error && s->want_attention && n_got > 0 && !stream_cancelled(s)) {
+        int *all = malloc(sizeof(int) * (size_t)(s->n_prompt + n_got));
+        rows = malloc(sizeof(float) * (size_t)n_got * s->n_sel * N);
+        if (!all || !rows) {
+            error = "out of memory";
+        } else {
+            memcpy(all, s->ids, sizeof(int) * (size_t)s->n_prompt);
+            memcpy(all + s->n_prompt, s->out, sizeof(int) * (size_t)n_got);
+            if (qkv_model_attn_timeline(api->model, all, s->n_prompt, n_got, s->sel, s->n_sel, rows) != QKV_OK)
+                error = qkv_last_error();
+        }
+        free(all);
+    }
+    if (have) sem_post(&api->slots);
+    /* the last line: why it stopped, and every step's attention */
+    qkv__jw_lit(&w, "{\"done\":true,\"n_generated\":");
+    qkv__jw_int(&w, n_got);
+    qkv__jw_lit(&w, ",\"stopped\":");
+    qkv__jw_cstr(&w, error ? "error" : stopped);
+    if (error) {
+        qkv__jw_lit(&w, ",\"error\":");
+        qkv__jw_cstr(&w, error);
+    }
+    qkv__jw_lit(&w, ",\"generate_ms\":");
+    qkv__jw_float(&w, (float)(t_gen * 1e3));
+    if (rows && !error) {
+        qkv__jw_lit(&w, ",\"heads\":[");
+        for (int k = 0; k < s->n_sel; k++) {
+            qkv__jw_lit(&w, k ? ",[" : "[");
+            qkv__jw_int(&w, s->sel[k] / H);
+            qkv__jw_lit(&w, ",");
+            qkv__jw_int(&w, s->sel[k] % H);
+            qkv__jw_lit(&w, "]");
+        }
+        /* attention[t][k]: step t's query over keys 0 .. n_prompt - 1 + t */
+        qkv__jw_lit(&w, "],\"attention\":[");
+        for (int t = 0; t < n_got; t++) {
+            qkv__jw_lit(&w, t ? ",[" : "[");
+            for (int k = 0; k < s->n_sel; k++) {
+                if (k) qkv__jw_lit(&w, ",");
+                qkv__jw_floats(&w, rows + ((size_t)t * s->n_sel + k) * N, (size_t)(s->n_prompt + t));
+            }
+            qkv__jw_lit(&w, "]");
+        }
+        qkv__jw_lit(&w, "]");
+    }
+    (void)L;
+    qkv__jw_lit(&w, ",\"ms\":");
+    qkv__jw_float(&w, (float)((qkv__now() - t0) * 1e3));
+    qkv__jw_lit(&w, "}");
+    if (w.oom) {
+        qkv__jw_free(&w);
+        qkv__jw_init(&w);
+        qkv__jw_lit(&w, "{\"done\":true,\"stopped\":\"error\",\"error\":\"out of memory\"}");
+    }
+    stream_emit(s, &w);
+    qkv__jw_free(&w);
+    free(rows);
+    pthread_mutex_lock(&s->lock);
+    s->finished = 1;
+    if (s->sleeping && s->wake) {
+        s->sleeping = 0;
+        s->wake(s->arg);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+void qkv__gen_stream_set_waker(qkv__gen_stream *s, void (*sleep_fn)(void *), void (*wake)(void *),
+                               void *arg) {
+    pthread_mutex_lock(&s->lock);
+    s->sleep = sleep_fn;
+    s->wake = wake;
+    s->arg = arg;
+    pthread_mutex_unlock(&s->lock);
+}
+
+long qkv__gen_stream_read(qkv__gen_stream *s, char *out, size_t max) {
+    pthread_mutex_lock(&s->lock);
+    long n;
+    size_t avail = s->buf.len - s->head;
+    if (avail > 0) {
+        n = (long)(avail < max ? avail : max);
+        memcpy(out, s->buf.buf + s->head, (size_t)n);
+        s->head += (size_t)n;
+        if (s->head == s->buf.len) s->head = s->buf.len = 0; /* reuse the buffer */
+    } else if (s->finished) {
+        n = -1;
+    } else {
+        n = 0;
+        s->sleeping = 1;
+        if (s->sleep) s->sleep(s->arg);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+void qkv__gen_stream_free(qkv__gen_stream *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->lock);
+    s->cancel = 1;
+    s->wake = NULL; /* the connection is gone */
+    pthread_mutex_unlock(&s->lock);
+    if (s->started) pthread_join(s->thread, NULL);
+    qkv__api *api = s->api;
+    pthread_mutex_destroy(&s->lock);
+    qkv__jw_free(&s->buf);
+    free(s->ids);
+    free(s->out);
+    free(s->sel);
+    free(s);
+    pthread_mutex_lock(&api->streams_lock);
+    if (--api->n_streams == 0) pthread_cond_broadcast(&api->streams_done);
+    pthread_mutex_unlock(&api->streams_lock);
+}
+
+void qkv__api_stop_streams(qkv__api *api, double timeout_s) {
+    if (!api) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)timeout_s;
+    pthread_mutex_lock(&api->streams_lock);
+    api->stopping = 1;
+    while (api->n_streams > 0)
+        if (pthread_cond_timedwait(&api->streams_done, &api->streams_lock, &ts) != 0) break;
+    pthread_mutex_unlock(&api->streams_lock);
+}
+
+qkv__gen_stream *qkv__api_generate_start(qkv__api *api, const char *body, size_t len, int *status,
+                                         char **body_out, size_t *body_len_out) {
+    static const char *const keys[] = {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed",
+                                       "heads", "attention", NULL};
+    reply r;
+    memset(&r, 0, sizeof r);
+    qkv__jw_init(&r.w);
+    qkv__gen_stream *s = NULL;
+    int *ids = NULL, n = 0, max_new = 32, top_k = 0, want_attention = 1, seed = 0;
+    double temperature = 0.0, top_p = 1.0;
+    const int L = api->cfg.n_layer, H = api->cfg.n_head;
+    const char *text;
+    size_t text_len;
+    json_t *root = parse_object(&r, body, len);
+    if (!root) goto refuse;
+    if (!check_keys(&r, root, keys) || !get_text(&r, root, "prompt", &text, &text_len) ||
+        !get_int(&r, root, "max_tokens", 1, QKV__SRV_MAX_GEN_TOKENS, &max_new) ||
+        !get_number(&r, root, "temperature", 0.0, 100.0, &temperature) ||
+        !get_int(&r, root, "top_k", 0, 1 << 20, &top_k) || !get_number(&r, root, "top_p", 1e-6, 1.0, &top_p) ||
+        !get_int(&r, root, "seed", 0, 2147483647, &seed) || !get_bool(&r, root, "attention", &want_attention))
+        goto refuse;
+    if (!encode_text(api, &r, "prompt", text, text_len, &ids, &n)) goto refuse;
+    s = calloc(1, sizeof *s);
+    if (!s || !(s->sel = malloc(sizeof(int) * (size_t)L * H)) ||
+        !(s->out = malloc(sizeof(int) * (size_t)max_new))) {
+        reply_error(&r, 500, "out of memory");
+        goto refuse;
+    }
+    json_t *jh = json_object_get(root, "heads");
+    if (!jh || (json_is_string(jh) && !strcmp(json_string_value(jh), "all"))) {
+        for (int i = 0; i < L * H; i++) s->sel[s->n_sel++] = i;
+    } else {
+        size_t i;
+        json_t *v;
+        if (!json_is_array(jh) || json_array_size(jh) == 0 || json_array_size(jh) > (size_t)L * H) {
+            reply_error(&r, 400, "'heads' must be \"all\" or a list of [layer, head] pairs");
+            goto refuse;
+        }
+        json_array_foreach(jh, i, v) {
+            json_t *a = json_array_get(v, 0), *b = json_array_get(v, 1);
+            if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(a) || !json_is_integer(b) ||
+                json_integer_value(a) < 0 || json_integer_value(a) >= L || json_integer_value(b) < 0 ||
+                json_integer_value(b) >= H) {
+                reply_error(&r, 400, "'heads' entries must be [layer, head] with layer in [0, %d] and head "
+                            "in [0, %d]", L - 1, H - 1);
+                goto refuse;
+            }
+            s->sel[s->n_sel++] = (int)(json_integer_value(a) * H + json_integer_value(b));
+        }
+    }
+    /* the final line holds [steps][heads][keys] numbers: keep it bounded */
+    size_t values = (size_t)max_new * (size_t)s->n_sel * (size_t)(n + max_new);
+    if (want_attention && values > QKV__SRV_MAX_VALUES) {
+        reply_error(&r, 413, "%d steps x %d heads x %d keys is more than %u numbers: ask for fewer "
+                    "\"heads\" or \"max_tokens\"", max_new, s->n_sel, n + max_new, QKV__SRV_MAX_VALUES);
+        goto refuse;
+    }
+    s->api = api;
+    s->ids = ids;
+    ids = NULL;
+    s->n_prompt = n;
+    s->max_new = max_new;
+    s->want_attention = want_attention;
+    s->sampler = (qkv_sampler){.temperature = (float)temperature, .top_k = top_k, .top_p = (float)top_p,
+                               .seed = (uint64_t)seed};
+    pthread_mutex_init(&s->lock, NULL);
+    qkv__jw_init(&s->buf);
+    pthread_mutex_lock(&api->streams_lock);
+    int stopping = api->stopping;
+    if (!stopping) api->n_streams++;
+    pthread_mutex_unlock(&api->streams_lock);
+    if (stopping) {
+        pthread_mutex_destroy(&s->lock);
+        free(s->ids);
+        free(s->sel);
+        free(s->out);
+        free(s);
+        s = NULL;
+        reply_error(&r, 503, "the server is stopping");
+        goto refuse;
+    }
+    /* the first line: the prompt as tokens */
+    qkv__jw w;
+    qkv__jw_init(&w);
+    qkv__jw_lit(&w, "{\"model\":");
+    qkv__jw_cstr(&w, qkv_model_name(api->model));
+    write_tokens(api, &w, s->ids, n);
+    qkv__jw_lit(&w, ",\"n_layer\":");
+    qkv__jw_int(&w, L);
+    qkv__jw_lit(&w, ",\"n_head\":");
+    qkv__jw_int(&w, H);
+    qkv__jw_lit(&w, ",\"max_tokens\":");
+    qkv__jw_int(&w, max_new);
+    qkv__jw_lit(&w, "}");
+    stream_emit(s, &w);
+    qkv__jw_free(&w);
+    if (pthread_create(&s->thread, NULL, stream_main, s) != 0) {
+        qkv__gen_stream_free(s);
+        s = NULL;
+        reply_error(&r, 503, "cannot start a generation thread");
+        goto refuse;
+    }
+    s->started = 1;
+    json_decref(root);
+    qkv__jw_free(&r.w);
+    return s;
+refuse:
+    if (s && !s->api) {
+        free(s->sel);
+        free(s->out);
+        free(s);
+    }
+    free(ids);
+    json_decref(root);
+    if (!r.status) reply_error(&r, 500, "internal error");
+    if (r.w.oom || !r.w.buf) {
+        qkv__jw_free(&r.w);
+        qkv__jw_init(&r.w);
+        qkv__jw_lit(&r.w, "{\"error\":\"out of memory\"}");
+        r.status = 500;
+    }
+    *status = r.status;
+    *body_out = r.w.buf;
+    *body_len_out = r.w.len;
+    return NULL;
+}
+
 /* ---- routing -------------------------------------------------------------------------- */
 
 void qkv__api_handle(qkv__api *api, const char *method, const char *path, const char *body,
@@ -818,6 +1682,20 @@ void qkv__api_handle(qkv__api *api, const char *method, const char *path, const 
     } else if (!strcmp(path, "/api/attend")) {
         if (is_post) api_attend(api, &r, body, body_len);
         else r.allow = "POST", reply_error(&r, 405, "%s /api/attend: use POST", method);
+    } else if (!strcmp(path, "/api/ablate")) {
+        if (is_post) api_ablate(api, &r, body, body_len);
+        else r.allow = "POST", reply_error(&r, 405, "%s /api/ablate: use POST", method);
+    } else if (!strcmp(path, "/api/patch")) {
+        if (is_post) api_patch(api, &r, body, body_len);
+        else r.allow = "POST", reply_error(&r, 405, "%s /api/patch: use POST", method);
+    } else if (!strcmp(path, "/api/lens")) {
+        if (is_post) api_lens(api, &r, body, body_len);
+        else r.allow = "POST", reply_error(&r, 405, "%s /api/lens: use POST", method);
+    } else if (!strcmp(path, "/api/generate")) {
+        /* POST is streamed by http.c (qkv__api_generate_start); here only the wrong methods */
+        r.allow = "POST";
+        if (is_post) reply_error(&r, 400, "POST /api/generate is a stream: use the HTTP server");
+        else reply_error(&r, 405, "%s /api/generate: use POST", method);
     } else if (!strcmp(path, "/api/compare")) {
         if (is_post) api_compare(api, &r, body, body_len);
         else r.allow = "POST", reply_error(&r, 405, "%s /api/compare: use POST", method);

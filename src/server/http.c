@@ -1,8 +1,8 @@
 /* http.c -- the playground's HTTP side on GNU libmicrohttpd: static files compiled into the
  * binary (web_assets.h), the JSON API (api.c), and the limits of docs/HTTP.md: an internal
  * polling thread with a worker pool, global and per-IP connection limits, an inactivity
- * timeout, a body cap enforced while the body streams in, and a Host check against DNS
- * rebinding when bound to loopback. */
+ * timeout, a body cap enforced while the body streams in, a Host check against DNS
+ * rebinding when bound to loopback, and the streamed POST /api/generate. */
 #include "server/server.h"
 #include "server/web_assets.h"
 
@@ -114,6 +114,43 @@ static int host_ok(struct MHD_Connection *conn) {
            (n == 5 && !strncmp(host, "[::1]", 5));
 }
 
+/* ---- POST /api/generate: newline-delimited JSON while the tokens are made ---------------- */
+
+/* The connection is suspended while the generation has nothing new (no busy loop on the
+ * polling threads) and resumed by the generation thread when it has (api.c calls these
+ * under the stream's lock). A client that goes away ends the request: MHD destroys the
+ * response, and stream_free cancels the generation. */
+static void stream_sleep(void *conn) { MHD_suspend_connection(conn); }
+static void stream_wake(void *conn) { MHD_resume_connection(conn); }
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    long n = qkv__gen_stream_read(cls, buf, max);
+    return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
+}
+
+static void stream_free(void *cls) { qkv__gen_stream_free(cls); }
+
+static enum MHD_Result start_stream(qkv__server *srv, struct MHD_Connection *conn, request *req) {
+    int status;
+    char *out = NULL;
+    size_t out_len = 0;
+    qkv__gen_stream *gs = qkv__api_generate_start(srv->api, req->body, req->len, &status, &out, &out_len);
+    if (!gs) return send_json(conn, status, out, out_len, NULL);
+    qkv__gen_stream_set_waker(gs, stream_sleep, stream_wake, conn);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, gs, stream_free);
+    if (!resp) {
+        qkv__gen_stream_free(gs);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/x-ndjson; charset=utf-8");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    common_headers(resp);
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -164,6 +201,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     /* the whole request is in */
     if (req->too_big) return send_error(conn, 413, "request body too large (limit 65536 bytes)", NULL);
+    if (!strcmp(url, "/api/generate") && !strcmp(method, "POST")) return start_stream(srv, conn, req);
     if (!strncmp(url, "/api/", 5) || !strcmp(url, "/api")) {
         int status;
         char *out;
@@ -231,7 +269,8 @@ qkv_status qkv__server_start(qkv_model *model, const qkv__server_opts *opts_in,
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ai->ai_addr;
         srv->loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+    /* suspend/resume: the streamed /api/generate waits for tokens without busy polling */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)o.port, NULL, NULL, on_request, srv,
@@ -260,6 +299,9 @@ int qkv__server_port(const qkv__server *srv) { return srv ? srv->port : 0; }
 
 void qkv__server_stop(qkv__server *srv) {
     if (!srv) return;
+    /* running generations stop at their next token and finish their streams: MHD must not be
+     * stopped with a connection suspended */
+    qkv__api_stop_streams(srv->api, 30.0);
     MHD_stop_daemon(srv->daemon);
     qkv__api_free(srv->api);
     free(srv);

@@ -15,6 +15,11 @@
 #define QKV__SRV_MAX_CAPTURE ((size_t)1 << 28)
 #define QKV__SRV_MAX_TOP_K 50
 #define QKV__SRV_MAX_PROBES 16
+/* /api/ablate and /api/patch run one forward per cell (L x H, or L x N): at most this many
+ * tokens; /api/lens reads at most this many (state, position) rows through the unembedding */
+#define QKV__SRV_MAX_IV_TOKENS 128
+#define QKV__SRV_MAX_LENS_ROWS 2048
+#define QKV__SRV_MAX_GEN_TOKENS 256 /* tokens one /api/generate request may ask for */
 
 typedef struct qkv__server_opts {
     const char *host;      /* "127.0.0.1" if NULL */
@@ -43,6 +48,25 @@ void qkv__api_free(qkv__api *api);
 void qkv__api_handle(qkv__api *api, const char *method, const char *path, const char *body,
                      size_t body_len, int *status, char **body_out, size_t *body_len_out,
                      const char **allow);
+
+/* POST /api/generate: generation streamed as newline-delimited JSON while the tokens are
+ * made (docs/HTTP.md). qkv__api_generate_start validates the body and starts the generation
+ * on a thread of its own; NULL with *status / *body_out (a JSON error, malloc'ed) when the
+ * request is refused. The HTTP side reads the stream with qkv__gen_stream_read: bytes, 0 when
+ * nothing is ready yet (the stream then calls sleep(arg) before returning, under its lock,
+ * and wake(arg) once there is more: suspend / resume the connection), or -1 at the end.
+ * qkv__gen_stream_free cancels a generation still running (the client went away), joins its
+ * thread and frees it. */
+typedef struct qkv__gen_stream qkv__gen_stream;
+qkv__gen_stream *qkv__api_generate_start(qkv__api *api, const char *body, size_t len, int *status,
+                                         char **body_out, size_t *body_len_out);
+void qkv__gen_stream_set_waker(qkv__gen_stream *s, void (*sleep)(void *), void (*wake)(void *),
+                               void *arg);
+long qkv__gen_stream_read(qkv__gen_stream *s, char *buf, size_t max);
+void qkv__gen_stream_free(qkv__gen_stream *s);
+/* Asks every running generation to stop and waits (up to timeout_s) for their streams to be
+ * freed: the HTTP side must not stop with connections suspended. */
+void qkv__api_stop_streams(qkv__api *api, double timeout_s);
 
 /* Starts the server on the model (not owned; must outlive the server). */
 qkv_status qkv__server_start(qkv_model *model, const qkv__server_opts *opts, qkv__server **out);

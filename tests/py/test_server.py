@@ -309,10 +309,16 @@ def compare_word_in_two_sentences():
 def static_files_headers():
     s = server()
     st, h, body = s.request("GET", "/")
-    assert st == 200 and h["content-type"].startswith("text/html") and b"app.js" in body
+    assert st == 200 and h["content-type"].startswith("text/html")
+    assert b'<script type="module" src="main.js">' in body, "the page is ES modules (web/*.js)"
     assert "default-src 'self'" in h["content-security-policy"]
+    assert "script-src 'self'" in h["content-security-policy"]  # same-origin modules
     assert h["x-content-type-options"] == "nosniff"
-    for name, ctype in (("/app.js", "text/javascript"), ("/style.css", "text/css")):
+    # module scripts need a JavaScript MIME type; every module the page imports is served
+    mods = sorted(f for f in os.listdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web"))
+                  if f.endswith(".js"))
+    assert "main.js" in mods and "api.js" in mods and "app.js" not in mods, mods
+    for name, ctype in [("/" + m, "text/javascript") for m in mods] + [("/style.css", "text/css")]:
         st, h, body = s.request("GET", name)
         assert st == 200 and h["content-type"].startswith(ctype) and len(body) > 100
     st, h, body = s.request("HEAD", "/index.html")
