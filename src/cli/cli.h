@@ -41,7 +41,8 @@ int qkv__cli_read_float(const char *s, float *out);
 int qkv__cli_read_ids(const char *s, int **ids, int *n);
 
 /* The model folder to use when no --model is given: $QKV_MODEL, else the built-in model
- * (models/qkv-brown next to the binary's build/ folder, or installed copy). Never NULL;
+ * (models/qkv-lessons next to the binary's build/ folder, else models/qkv-brown, or an
+ * installed copy). Never NULL;
  * the string is static. */
 const char *qkv__cli_default_model(void);
 

@@ -63,7 +63,9 @@ const char *qkv__cli_default_model(void) {
     static char path[PATH_MAX];
     const char *env = getenv("QKV_MODEL");
     if (env && *env) return env;
-    /* <repo>/build/qkv -> <repo>/models/qkv-brown */
+    /* <repo>/build/qkv -> <repo>/models/NAME, or an installed copy: the built-in model
+     * (qkv-lessons), else the earlier qkv-brown */
+    static const char *const names[] = {"qkv-lessons", "qkv-brown"};
     char exe[PATH_MAX - 64];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
@@ -71,13 +73,15 @@ const char *qkv__cli_default_model(void) {
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            snprintf(path, sizeof path, "%s/../models/qkv-brown", exe);
-            if (access(path, R_OK) == 0) return path;
-            snprintf(path, sizeof path, "%s/../share/qkv/models/qkv-brown", exe);
-            if (access(path, R_OK) == 0) return path;
+            for (int k = 0; k < 2; k++) {
+                snprintf(path, sizeof path, "%s/../models/%s", exe, names[k]);
+                if (access(path, R_OK) == 0) return path;
+                snprintf(path, sizeof path, "%s/../share/qkv/models/%s", exe, names[k]);
+                if (access(path, R_OK) == 0) return path;
+            }
         }
     }
-    snprintf(path, sizeof path, "models/qkv-brown");
+    snprintf(path, sizeof path, "models/qkv-lessons");
     return path;
 }
 

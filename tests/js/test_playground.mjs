@@ -5,7 +5,7 @@
 // build/screenshots/. Starts and stops its own server on a free port.
 //
 //   node tests/js/test_playground.mjs          (QKV_BIN: the qkv binary; QKV_TEST_MODEL: a
-//                                               model folder, else models/qkv-brown, else a
+//                                               model folder, else models/qkv-lessons or qkv-brown, else a
 //                                               small random checkpoint from checkpoint.py)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -42,7 +42,7 @@ catch (e) { skipAll('playwright-core is not installed in tests/node_modules (too
 // ---- a model: QKV_TEST_MODEL, else the built-in model, else a small random checkpoint
 let modelDir = process.env.QKV_TEST_MODEL, tmp = null;
 // the built-in model when it is there (real words make the screenshots worth looking at)
-if (!modelDir && existsSync(path.join(ROOT, 'models', 'qkv-brown', 'model.safetensors'))) modelDir = path.join(ROOT, 'models', 'qkv-brown');
+for (const m of ['qkv-lessons', 'qkv-brown']) if (!modelDir && existsSync(path.join(ROOT, 'models', m, 'model.safetensors'))) modelDir = path.join(ROOT, 'models', m);
 if (!modelDir) {
   tmp = mkdtempSync(path.join(tmpdir(), 'qkv-js-'));
   modelDir = path.join(tmp, 'model');
