@@ -429,10 +429,8 @@ class Gen:
                 parts.append(self.pronoun())
         return " ".join(parts)
 
-    def passage_v2(self):
-        kinds = [(0.34, self.agreement), (0.10, self.agreement_embedded), (0.07, self.prep_phrases),
-                 (0.10, self.number_cues), (0.13, self.sense_passage), (0.03, self.lesson_examples),
-                 (0.09, self.story), (0.08, self.repeat), (0.02, self.lesson_objects), (0.04, self.pronoun)]
+    def mix(self, kinds):
+        """A passage of 3-9 sentences, each drawn from kinds [(probability, template)]."""
         parts = []
         for _ in range(self.r.randint(3, 9)):
             x = self.r.random()
@@ -445,22 +443,15 @@ class Gen:
                 parts.append(self.pronoun())
         return " ".join(parts)
 
+    def passage_v2(self):
+        return self.mix([(0.34, self.agreement), (0.10, self.agreement_embedded), (0.07, self.prep_phrases),
+                         (0.10, self.number_cues), (0.13, self.sense_passage), (0.03, self.lesson_examples),
+                         (0.09, self.story), (0.08, self.repeat), (0.02, self.lesson_objects), (0.04, self.pronoun)])
 
     def passage_v3(self):
-        kinds = [(0.32, self.agreement), (0.10, self.agreement_embedded), (0.06, self.prep_phrases),
-                 (0.09, self.number_cues), (0.12, self.sense_passage), (0.03, self.lesson_examples),
-                 (0.09, self.story), (0.13, self.repeat_v3), (0.02, self.lesson_objects), (0.04, self.pronoun)]
-        parts = []
-        for _ in range(self.r.randint(3, 9)):
-            x = self.r.random()
-            for w, f in kinds:
-                if x < w:
-                    parts.append(f())
-                    break
-                x -= w
-            else:
-                parts.append(self.pronoun())
-        return " ".join(parts)
+        return self.mix([(0.32, self.agreement), (0.10, self.agreement_embedded), (0.06, self.prep_phrases),
+                         (0.09, self.number_cues), (0.12, self.sense_passage), (0.03, self.lesson_examples),
+                         (0.09, self.story), (0.13, self.repeat_v3), (0.02, self.lesson_objects), (0.04, self.pronoun)])
 
 
 def main():
