@@ -253,14 +253,17 @@ int qkv__cmd_generate(int argc, char **argv) {
             if (qkv__cli_read_long(argv[++i], 0, 1 << 20, &max_tokens))
                 return qkv__cli_usage_error("generate", "--max-tokens must be an integer in [0, 1048576]");
         } else if (!strcmp(a, "--temperature") && has) {
-            if (qkv__cli_read_float(argv[++i], &temperature) || !(temperature >= 0.0f) || temperature > 1e6f)
-                return qkv__cli_usage_error("generate", "--temperature must be a number >= 0");
+            const char *v = argv[++i];
+            if (qkv__cli_read_float(v, &temperature) || !(temperature >= 0.0f) || temperature > 1e6f)
+                return qkv__cli_usage_error("generate", "--temperature must be a number in [0, 1e6] (0: greedy; got '%s')", v);
         } else if (!strcmp(a, "--top-k") && has) {
-            if (qkv__cli_read_long(argv[++i], 0, 1 << 24, &top_k))
-                return qkv__cli_usage_error("generate", "--top-k must be an integer >= 0");
+            const char *v = argv[++i];
+            if (qkv__cli_read_long(v, 0, 1 << 24, &top_k))
+                return qkv__cli_usage_error("generate", "--top-k must be an integer in [0, 16777216] (0: off; got '%s')", v);
         } else if (!strcmp(a, "--top-p") && has) {
-            if (qkv__cli_read_float(argv[++i], &top_p) || !(top_p > 0.0f && top_p <= 1.0f))
-                return qkv__cli_usage_error("generate", "--top-p must be in (0, 1]");
+            const char *v = argv[++i];
+            if (qkv__cli_read_float(v, &top_p) || !(top_p > 0.0f && top_p <= 1.0f))
+                return qkv__cli_usage_error("generate", "--top-p must be a number in (0, 1] (got '%s')", v);
         } else if (!strcmp(a, "--seed") && has) {
             char *end;
             const char *s = argv[++i];

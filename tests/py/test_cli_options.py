@@ -81,6 +81,13 @@ def other_ranges_are_stated():
     usage_error(("serve", "--model", DIR, "--workers", "0"), "--workers must be an integer in [1, 64]")
     usage_error(("vocab", "--data", "x", "--out", DIR, "--size", "1e30"), "--size must be an integer in [257, 100000000]")
     usage_error(("tokenize", "--model", DIR, "--repeat", "1e30"), "--repeat must be an integer in [1, 1000]")
+    for t in ("1e30", "-1", "nan", "x"):
+        usage_error(("generate", "--model", DIR, "--ids", "1,2", "--temperature", t),
+                    "--temperature must be a number in [0, 1e6] (0: greedy; got '%s')" % t)
+    usage_error(("generate", "--model", DIR, "--ids", "1,2", "--top-k", "1e30"),
+                "--top-k must be an integer in [0, 16777216] (0: off; got '1e30')")
+    usage_error(("generate", "--model", DIR, "--ids", "1,2", "--top-p", "2"),
+                "--top-p must be a number in (0, 1] (got '2')")
     usage_error(("train", "--data", "x", "--out", DIR, "--lr", "1e30"), "--lr: '1e30' is not a number in [1e-12, 10]")
 
 
