@@ -419,6 +419,11 @@ qkv_status qkv_model_use_bf16(qkv_model *model, int on);
  * temperature 1. ids and probs have room for k. */
 qkv_status qkv_top_k(const float *logits, int vocab_size, int k, int *ids, float *probs);
 
+/* log P(target) - log P(vs) from one row of logits (softmax at temperature 1, accumulated in
+ * double); log P(target) alone when vs < 0. The metric of the ablation grid and the patching
+ * maps. target (and vs when >= 0) in [0, vocab_size). */
+double qkv_logit_metric(const float *logits, int vocab_size, int target, int vs);
+
 /* What each head does, measured on a probe set the library carries (ordinary prose in
  * windows of up to 128 tokens, and a random sequence of common words shown twice), so that
  * any model with a tokenizer can be scored. score[(l * n_head + h) * QKV_HEAD_TAG_COUNT + k]:
@@ -452,6 +457,10 @@ qkv_status qkv_model_head_scores(qkv_model *model, qkv_head_scores *out);
 void qkv_head_scores_free(qkv_head_scores *s);
 /* "previous-token", "induction", "first-token sink", "self", "punctuation", "uniform". */
 const char *qkv_head_tag_name(int tag);
+/* The score's short key ("prev", "induction", "sink", "self", "punctuation", "uniformity":
+ * the JSON field names) and the threshold that tags it (QKV_HEAD_*_MIN). */
+const char *qkv_head_score_key(int k);
+float qkv_head_threshold(int k);
 
 /* ---------------------------------------------------------------------------------------
  * Attention views: one sentence's attention maps rendered as a terminal heatmap (ANSI),

@@ -149,7 +149,7 @@ int qkv__cmd_ablate(int argc, char **argv) {
         rc = qkv__cli_usage_error("ablate", "--vs is the target itself");
         goto out;
     }
-    double m0 = qkv__cli_metric(logits, V, target, vs);
+    double m0 = qkv_logit_metric(logits, V, target, vs);
     json_t *root = json_object();
     json_object_set_new(root, "model", json_string(qkv_model_name(model)));
     json_object_set_new(root, "n_tokens", json_integer(n));
@@ -202,7 +202,7 @@ int qkv__cmd_ablate(int argc, char **argv) {
             free(vlab);
             goto fail;
         }
-        double m1 = qkv__cli_metric(logits + V, V, target, vs);
+        double m1 = qkv_logit_metric(logits + V, V, target, vs);
         json_t *jh = json_array();
         for (int i = 0; i < L * H; i++)
             if (ab[i]) json_array_append_new(jh, json_pack("[ii]", i / H, i % H));

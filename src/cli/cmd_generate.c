@@ -11,6 +11,7 @@
  * the top-k keys per head, in a JSON file; the size is printed.
  */
 #include "cli.h"
+#include "cli/interp.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -101,19 +102,6 @@ static char *base64(const unsigned char *b, size_t n) {
     return out;
 }
 
-static json_t *tok_json(qkv_tokenizer *tok, int id) {
-    const char *b;
-    size_t len;
-    if (!tok || qkv_tokenizer_token_bytes(tok, id, &b, &len)) return json_null();
-    json_t *s = json_stringn(b, len);
-    if (s) return s;
-    char *lab = NULL;
-    if (qkv_viz_label(b, len, QKV_VIZ_LABEL_LOSSY, &lab)) return json_null();
-    s = json_string(lab);
-    free(lab);
-    return s ? s : json_null();
-}
-
 /* "all" or "L.H,..." -> head indices l * H + h (malloc'ed); -1 on a bad list. */
 static int parse_heads(const char *s, int L, int H, int **sel, int *n_sel) {
     *sel = malloc(sizeof(int) * (size_t)L * H);
@@ -162,11 +150,11 @@ static qkv_status write_timeline(const char *path, qkv_model *model, const int *
            *jgt = json_array(), *jh = json_array(), *steps = json_array();
     for (int i = 0; i < n_prompt; i++) {
         json_array_append_new(jp, json_integer(ids[i]));
-        json_array_append_new(jpt, tok_json(tok, ids[i]));
+        json_array_append_new(jpt, qkv__cli_token_json(tok, ids[i]));
     }
     for (int t = 0; t < n_gen; t++) {
         json_array_append_new(jg, json_integer(ids[n_prompt + t]));
-        json_array_append_new(jgt, tok_json(tok, ids[n_prompt + t]));
+        json_array_append_new(jgt, qkv__cli_token_json(tok, ids[n_prompt + t]));
     }
     for (int k = 0; k < n_sel; k++) json_array_append_new(jh, json_pack("[ii]", sel[k] / H, sel[k] % H));
     *bytes = 0;

@@ -28,8 +28,6 @@ static void usage(FILE *f) {
             (double)QKV_HEAD_UNIFORM_MIN);
 }
 
-static const char *KEYS[QKV_HEAD_TAG_COUNT] = {"prev", "induction", "sink", "self", "punctuation", "uniformity"};
-
 int qkv__cmd_heads(int argc, char **argv) {
     const char *model_dir = NULL;
     int want_json = 0;
@@ -69,13 +67,10 @@ int qkv__cmd_heads(int argc, char **argv) {
         json_object_set_new(root, "n_head", json_integer(H));
         json_object_set_new(root, "probe_tokens", json_integer(hs.n_probe_tokens));
         json_object_set_new(root, "punctuation_base", json_real(hs.punct_base));
-        json_object_set_new(th, "prev", json_real(QKV_HEAD_PREV_MIN));
-        json_object_set_new(th, "induction", json_real(QKV_HEAD_INDUCTION_MIN));
-        json_object_set_new(th, "sink", json_real(QKV_HEAD_SINK_MIN));
-        json_object_set_new(th, "self", json_real(QKV_HEAD_SELF_MIN));
-        json_object_set_new(th, "punctuation", json_real(QKV_HEAD_PUNCT_MIN));
+        for (int k = 0; k < QKV_HEAD_TAG_COUNT; k++)
+            if (k != QKV_HEAD_UNIFORM) json_object_set_new(th, qkv_head_score_key(k), json_real(qkv_head_threshold(k)));
         json_object_set_new(th, "punctuation_ratio", json_real(QKV_HEAD_PUNCT_RATIO));
-        json_object_set_new(th, "uniformity", json_real(QKV_HEAD_UNIFORM_MIN));
+        json_object_set_new(th, qkv_head_score_key(QKV_HEAD_UNIFORM), json_real(QKV_HEAD_UNIFORM_MIN));
         json_object_set_new(root, "thresholds", th);
         for (int l = 0; l < L; l++)
             for (int h = 0; h < H; h++) {
@@ -84,7 +79,7 @@ int qkv__cmd_heads(int argc, char **argv) {
                 json_object_set_new(e, "layer", json_integer(l));
                 json_object_set_new(e, "head", json_integer(h));
                 for (int k = 0; k < QKV_HEAD_TAG_COUNT; k++) {
-                    json_object_set_new(sc, KEYS[k], json_real(s[k]));
+                    json_object_set_new(sc, qkv_head_score_key(k), json_real(s[k]));
                     if (hs.tags[l * H + h] >> k & 1) json_array_append_new(tg, json_string(qkv_head_tag_name(k)));
                 }
                 json_object_set_new(e, "scores", sc);

@@ -176,18 +176,6 @@ void qkv__cli_print_json(json_t *v) {
     }
 }
 
-double qkv__cli_metric(const float *logits, int V, int target, int vs) {
-    float mx = -INFINITY;
-    for (int j = 0; j < V; j++)
-        if (logits[j] > mx) mx = logits[j];
-    double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += exp((double)logits[j] - mx);
-    double lse = mx + log(sum);
-    double m = (double)logits[target] - lse;
-    if (vs >= 0) m -= (double)logits[vs] - lse;
-    return m;
-}
-
 json_t *qkv__cli_top_json(qkv_tokenizer *tok, const float *logits, int V, int k) {
     json_t *arr = json_array();
     if (k > V) k = V;

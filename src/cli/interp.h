@@ -31,10 +31,6 @@ char *qkv__cli_token_label(qkv_tokenizer *tok, int id);
 void qkv__cli_heatmap(FILE *f, const char *const *row_labels, int rows,
                       const char *const *col_labels, int cols, const float *vals, int color);
 
-/* log P(target) - log P(vs) (vs < 0: log P(target)) from a row of V logits (softmax at
- * temperature 1, in double). */
-double qkv__cli_metric(const float *logits, int V, int target, int vs);
-
 /* Top-k of a row of logits as a JSON array of {"id", "token", "prob"}. */
 json_t *qkv__cli_top_json(qkv_tokenizer *tok, const float *logits, int V, int k);
 

@@ -58,6 +58,17 @@ const char *qkv_head_tag_name(int tag) {
     return tag >= 0 && tag < QKV_HEAD_TAG_COUNT ? names[tag] : "?";
 }
 
+const char *qkv_head_score_key(int k) {
+    static const char *keys[QKV_HEAD_TAG_COUNT] = {"prev", "induction", "sink", "self", "punctuation", "uniformity"};
+    return k >= 0 && k < QKV_HEAD_TAG_COUNT ? keys[k] : "?";
+}
+
+float qkv_head_threshold(int k) {
+    static const float thr[QKV_HEAD_TAG_COUNT] = {QKV_HEAD_PREV_MIN, QKV_HEAD_INDUCTION_MIN, QKV_HEAD_SINK_MIN,
+                                                  QKV_HEAD_SELF_MIN, QKV_HEAD_PUNCT_MIN, QKV_HEAD_UNIFORM_MIN};
+    return k >= 0 && k < QKV_HEAD_TAG_COUNT ? thr[k] : 0.0f;
+}
+
 void qkv_head_scores_free(qkv_head_scores *s) {
     if (!s) return;
     free(s->score);

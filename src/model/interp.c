@@ -23,8 +23,7 @@ static int variants_per_pass(int n, int want) {
     return k < want ? k : want;
 }
 
-/* log P(target) - log P(vs) (vs < 0: log P(target)) from one row of logits. */
-static double target_metric(const float *logits, int V, int target, int vs) {
+double qkv_logit_metric(const float *logits, int V, int target, int vs) {
     float mx = -INFINITY;
     for (int j = 0; j < V; j++)
         if (logits[j] > mx) mx = logits[j];
@@ -61,7 +60,7 @@ qkv_status qkv_model_ablation_grid(qkv_model *model, const int *ids, int n,
         goto done;
     }
     if ((st = qkv__gpt2_run_iv(model, ids, n, NULL, opts, 1, NULL, 0, NULL, NULL, logits, &cap, 0))) goto done;
-    double m0 = target_metric(logits, V, target, vs);
+    double m0 = qkv_logit_metric(logits, V, target, vs);
     if (base) *base = (float)m0;
     /* per layer, its heads' variants in passes of `chunk`, each resuming at that layer */
     for (int l = 0; l < L; l++)
@@ -75,7 +74,7 @@ qkv_status qkv_model_ablation_grid(qkv_model *model, const int *ids, int n,
             }
             if ((st = qkv__gpt2_run_iv(model, ids, n, NULL, opts, nv, ivs, l, xs, NULL, logits, NULL, 0))) goto done;
             for (int v = 0; v < nv; v++)
-                grid[l * H + h0 + v] = (float)(target_metric(logits + (size_t)v * V, V, target, vs) - m0);
+                grid[l * H + h0 + v] = (float)(qkv_logit_metric(logits + (size_t)v * V, V, target, vs) - m0);
         }
 done:
     qkv_capture_free(&cap);
@@ -112,9 +111,9 @@ qkv_status qkv_model_patch_maps(qkv_model *model, const int *src_ids, const int 
         goto done;
     }
     if ((st = qkv__gpt2_run_iv(model, src_ids, n, NULL, opts, 1, NULL, 0, NULL, NULL, logits, &cs, 0))) goto done;
-    double ms = target_metric(logits, V, target, vs);
+    double ms = qkv_logit_metric(logits, V, target, vs);
     if ((st = qkv__gpt2_run_iv(model, dst_ids, n, NULL, opts, 1, NULL, 0, NULL, NULL, logits, &cd, 0))) goto done;
-    double md = target_metric(logits, V, target, vs);
+    double md = qkv_logit_metric(logits, V, target, vs);
     if (m_src) *m_src = (float)ms;
     if (m_dst) *m_dst = (float)md;
     size_t hnd = (size_t)n * cs.head_dim;
@@ -129,7 +128,7 @@ qkv_status qkv_model_patch_maps(qkv_model *model, const int *src_ids, const int 
             }
             if ((st = qkv__gpt2_run_iv(model, dst_ids, n, NULL, opts, nv, ivs, l, xs, NULL, logits, NULL, 0))) goto done;
             for (int v = 0; v < nv; v++)
-                head_metric[l * H + h0 + v] = (float)target_metric(logits + (size_t)v * V, V, target, vs);
+                head_metric[l * H + h0 + v] = (float)qkv_logit_metric(logits + (size_t)v * V, V, target, vs);
         }
     /* position cells: the stream entering block l with row i from the source */
     for (int l = 0; pos_metric && l < L; l++)
@@ -143,7 +142,7 @@ qkv_status qkv_model_patch_maps(qkv_model *model, const int *src_ids, const int 
             }
             if ((st = qkv__gpt2_run_iv(model, dst_ids, n, NULL, opts, nv, NULL, l, xs, NULL, logits, NULL, 0))) goto done;
             for (int v = 0; v < nv; v++)
-                pos_metric[(size_t)l * n + i0 + v] = (float)target_metric(logits + (size_t)v * V, V, target, vs);
+                pos_metric[(size_t)l * n + i0 + v] = (float)qkv_logit_metric(logits + (size_t)v * V, V, target, vs);
         }
 done:
     qkv_capture_free(&cs);
@@ -179,7 +178,7 @@ qkv_status qkv_model_logit_lens(qkv_model *model, const float *hidden, int n_sta
         for (int r = 0; r < m; r++) {
             const float *row = lg + (size_t)r * V;
             qkv_top_k(row, V, k, ids + (size_t)(r0 + r) * k, probs + (size_t)(r0 + r) * k);
-            if (target >= 0) target_probs[r0 + r] = (float)exp(target_metric(row, V, target, -1));
+            if (target >= 0) target_probs[r0 + r] = (float)exp(qkv_logit_metric(row, V, target, -1));
         }
     }
     qkv__free_aligned(a);

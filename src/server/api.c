@@ -340,9 +340,6 @@ static void api_model(qkv__api *api, reply *r) {
 /* ---- GET /api/heads -------------------------------------------------------------------- */
 
 static void api_heads(qkv__api *api, reply *r) {
-    static const char *keys[QKV_HEAD_TAG_COUNT] = {"prev", "induction", "sink", "self", "punctuation", "uniformity"};
-    static const float thr[QKV_HEAD_TAG_COUNT] = {QKV_HEAD_PREV_MIN, QKV_HEAD_INDUCTION_MIN, QKV_HEAD_SINK_MIN,
-                                                  QKV_HEAD_SELF_MIN, QKV_HEAD_PUNCT_MIN, QKV_HEAD_UNIFORM_MIN};
     const qkv_head_scores *hs = &api->heads;
     if (!hs->score) {
         reply_error(r, 503, "head scores are not available: %.200s", api->heads_error);
@@ -362,8 +359,8 @@ static void api_heads(qkv__api *api, reply *r) {
     qkv__jw_key(w, "thresholds", 0);
     qkv__jw_lit(w, "{");
     for (int k = 0; k < QKV_HEAD_TAG_COUNT; k++) {
-        qkv__jw_key(w, keys[k], k == 0);
-        qkv__jw_float(w, thr[k]);
+        qkv__jw_key(w, qkv_head_score_key(k), k == 0);
+        qkv__jw_float(w, qkv_head_threshold(k));
     }
     qkv__jw_key(w, "punctuation_ratio", 0);
     qkv__jw_float(w, QKV_HEAD_PUNCT_RATIO);
@@ -380,7 +377,7 @@ static void api_heads(qkv__api *api, reply *r) {
         qkv__jw_key(w, "scores", 0);
         qkv__jw_lit(w, "{");
         for (int k = 0; k < QKV_HEAD_TAG_COUNT; k++) {
-            qkv__jw_key(w, keys[k], k == 0);
+            qkv__jw_key(w, qkv_head_score_key(k), k == 0);
             qkv__jw_float(w, sc[k]);
         }
         qkv__jw_lit(w, "}");
@@ -886,17 +883,6 @@ static void write_top(qkv__api *api, qkv__jw *w, const float *logits, int k) {
     qkv__jw_raw(w, "]", 1);
 }
 
-/* log P(target) - log P(vs) (vs < 0: log P(target)) */
-static double row_metric(const float *logits, int V, int target, int vs) {
-    float mx = -INFINITY;
-    for (int j = 0; j < V; j++)
-        if (logits[j] > mx) mx = logits[j];
-    double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += exp((double)logits[j] - mx);
-    double lse = mx + log(sum);
-    return (double)logits[target] - lse - (vs >= 0 ? (double)logits[vs] - lse : 0.0);
-}
-
 static int encode_iv_text(qkv__api *api, reply *r, const char *key, const char *text, size_t len,
                           int **ids, int *n) {
     if (!encode_text(api, r, key, text, len, ids, n)) return 0;
@@ -1027,7 +1013,7 @@ static void api_ablate(qkv__api *api, reply *r, const char *body, size_t len) {
         qkv__jw_key(w, "head", 0);
         qkv__jw_int(w, d_head);
         qkv__jw_key(w, "delta", 0);
-        qkv__jw_float(w, (float)(row_metric(logits + V, V, target, vs) - base));
+        qkv__jw_float(w, (float)(qkv_logit_metric(logits + V, V, target, vs) - base));
         qkv__jw_key(w, "attention", 0);
         qkv__jw_matrix(w, cap.probs + ((size_t)d_layer * H + d_head) * (size_t)N * N, N, N, N);
         qkv__jw_key(w, "top", 0);
