@@ -34,7 +34,7 @@ static float bench_frand(void) {
 }
 
 static qkv_model *make_gpt2_small(void) {
-    qkv_model_config cfg = {12, 12, 768, 1024, 50257, 1e-5f};
+    qkv_model_config cfg = {.n_layer = 12, .n_head = 12, .n_embd = 768, .n_ctx = 1024, .vocab_size = 50257, .layer_norm_eps = 1e-5f};
     qkv_model *m = NULL;
     if (qkv__model_create(&cfg, &m)) return NULL;
     size_t n;

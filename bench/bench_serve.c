@@ -75,7 +75,7 @@ static qkv_model *make_gpt2_small(const char **why) {
         *why = "GPT-2's vocabulary (shared/data/gpt2) is not here";
         return NULL;
     }
-    qkv_model_config cfg = {12, 12, 768, 1024, 50257, 1e-5f};
+    qkv_model_config cfg = {.n_layer = 12, .n_head = 12, .n_embd = 768, .n_ctx = 1024, .vocab_size = 50257, .layer_norm_eps = 1e-5f};
     qkv_model *m = NULL;
     if (qkv__model_create(&cfg, &m)) {
         qkv_tokenizer_free(tok);

@@ -241,13 +241,38 @@ qkv_status qkv_bpe_train(const char *text, size_t len, int vocab_size, const cha
 
 typedef struct qkv_model qkv_model;
 
+/* The pieces a family picks. Zero is GPT-2's choice everywhere, so a config that sets only
+ * the first six fields is a GPT-2. */
+typedef enum { QKV_NORM_LAYER = 0, QKV_NORM_RMS = 1 } qkv_norm_kind;
+typedef enum { QKV_MLP_GELU_TANH = 0, QKV_MLP_SWIGLU = 1 } qkv_mlp_kind;
+typedef enum { QKV_POS_LEARNED = 0, QKV_POS_ROPE = 1 } qkv_pos_kind;
+typedef enum { QKV_BIAS_ALL = 0, QKV_BIAS_NONE = 1, QKV_BIAS_QKV = 2 } qkv_bias_kind;
+
 typedef struct qkv_model_config {
     int n_layer;    /* L */
-    int n_head;     /* H */
+    int n_head;     /* H: query heads */
     int n_embd;     /* C */
-    int n_ctx;      /* maximum sequence length (n_positions) */
+    int n_ctx;      /* maximum sequence length (n_positions / max_position_embeddings) */
     int vocab_size; /* V */
-    float layer_norm_eps;
+    float layer_norm_eps; /* LayerNorm or RMSNorm epsilon */
+    /* ---- the family's pieces (0 = GPT-2's; the loader fills every field) ---- */
+    char family[16];   /* "gpt2", "llama", "mistral", "qwen2", "qwen3" ("" = gpt2) */
+    int n_kv_head;     /* KV heads: H (MHA), fewer (GQA), 1 (MQA); 0 = H */
+    int head_dim;      /* d; 0 = C / H (Qwen3 sets it apart from C / H) */
+    int n_ff;          /* MLP hidden width; 0 = 4 C */
+    int norm;          /* qkv_norm_kind: LayerNorm (weight, bias) or RMSNorm (weight) */
+    int mlp;           /* qkv_mlp_kind: gelu_tanh(x W1 + b1) W2 + b2, or (silu(x Wg) * x Wu) Wd */
+    int pos;           /* qkv_pos_kind: learned wpe, or rotary on q and k */
+    int bias;          /* qkv_bias_kind: biases on every linear (GPT-2), none (Llama), q/k/v only (Qwen2) */
+    int qk_norm;       /* RMSNorm over each head's q and k before RoPE (Qwen3), weights [d] */
+    int untied;        /* a separate output head (lm_head) instead of the token embedding */
+    float attn_scale;  /* 0 = 1 / sqrt(d) */
+    float rope_theta;  /* 0 = 10000 */
+    int rope_dim;      /* dimensions rotated per head (partial rotary); 0 = d */
+    int rope_interleaved; /* pairs (2i, 2i+1) as Meta's and llama2.c's code; 0: halves (i, i + d/2) as HF */
+    /* Llama 3.1's rope_scaling {"rope_type": "llama3"}; factor 0 = none */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_orig_ctx; /* original_max_position_embeddings */
 } qkv_model_config;
 
 /* Loads DIR. The tokenizer is loaded when DIR has vocab.json and merges.txt. */

@@ -41,7 +41,7 @@ static char *tmp_dir(void) {
 }
 
 static void test_gpt2_small_param_count(void) {
-    qkv_model_config cfg = {12, 12, 768, 1024, 50257, 1e-5f};
+    qkv_model_config cfg = {.n_layer = 12, .n_head = 12, .n_embd = 768, .n_ctx = 1024, .vocab_size = 50257, .layer_norm_eps = 1e-5f};
     size_t sizes[QKV__GPT2_N_TENSORS], total = 0;
     qkv__gpt2_param_sizes(&cfg, sizes);
     for (int i = 0; i < QKV__GPT2_N_TENSORS; i++) total += sizes[i];
@@ -50,7 +50,7 @@ static void test_gpt2_small_param_count(void) {
 }
 
 static void test_check_config_refuses_nonsense(void) {
-    qkv_model_config good = {2, 4, 64, 128, 300, 1e-5f}, c;
+    qkv_model_config good = {.n_layer = 2, .n_head = 4, .n_embd = 64, .n_ctx = 128, .vocab_size = 300, .layer_norm_eps = 1e-5f}, c;
     ASSERT_OK(qkv__gpt2_check_config(&good));
     c = good, c.n_embd = 66;
     ASSERT(qkv__gpt2_check_config(&c) != QKV_OK);

@@ -33,7 +33,7 @@ static void setup(void) {
     ASSERT_OK(qkv_bpe_train(corpus, sizeof corpus - 1, 300, vocab_dir));
     qkv_tokenizer *tok = NULL;
     ASSERT_OK(qkv_tokenizer_load_dir(vocab_dir, &tok));
-    qkv_model_config cfg = {2, 2, 16, 32, qkv_tokenizer_vocab_size(tok), 1e-5f};
+    qkv_model_config cfg = {.n_layer = 2, .n_head = 2, .n_embd = 16, .n_ctx = 32, .vocab_size = qkv_tokenizer_vocab_size(tok), .layer_norm_eps = 1e-5f};
     ASSERT_OK(qkv__model_create(&cfg, &model));
     size_t n;
     float *b = qkv__model_params_block(model, &n);

@@ -263,7 +263,7 @@ static void test_encoder_grad(void) {
 /* ---- the whole model ------------------------------------------------------------------ */
 
 static qkv_model *tiny_model(int L, int NH, int C, int T, int V, uint64_t s) {
-    qkv_model_config cfg = {L, NH, C, T, V, 1e-5f};
+    qkv_model_config cfg = {.n_layer = L, .n_head = NH, .n_embd = C, .n_ctx = T, .vocab_size = V, .layer_norm_eps = 1e-5f};
     qkv_model *m = NULL;
     if (qkv__model_create(&cfg, &m)) return NULL;
     size_t n;
@@ -417,7 +417,7 @@ static void test_weight_decay_only_on_matrices(void) {
 }
 
 static void test_init_statistics(void) {
-    qkv_model_config cfg = {4, 4, 64, 32, 500, 1e-5f};
+    qkv_model_config cfg = {.n_layer = 4, .n_head = 4, .n_embd = 64, .n_ctx = 32, .vocab_size = 500, .layer_norm_eps = 1e-5f};
     size_t sizes[QKV__GPT2_N_TENSORS], n = 0;
     qkv__gpt2_param_sizes(&cfg, sizes);
     for (int k = 0; k < QKV__GPT2_N_TENSORS; k++) n += sizes[k];

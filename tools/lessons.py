@@ -396,6 +396,32 @@ class Gen:
             return "%s wrote %s on the board, and later %s read %s aloud." % (a, seq, b, seq)
         return self.repeat()
 
+    def lesson_objects_v4(self):
+        """As lesson_objects, but "the keys to the cabinet" is not always where a sentence ends."""
+        name = self.c(self.names)
+        k = self.c(["key", "keys", "keys", "key"])
+        cab = self.c(["cabinet", "cabinets", "cabinet"])
+        t = self.r.randrange(5)
+        if t == 0:
+            return "%s put the %s in the %s." % (name, k, cab)
+        if t == 1:
+            return "%s could not find the %s to the %s." % (name, k, cab)
+        if t == 2:
+            return "%s gave %s the %s to the %s." % (name, self.c(["him", "her", "us", "them"]), k, cab)
+        if t == 3:
+            return "%s left the %s to the %s %s." % (name, k, cab, self.c(["on the table", "at home", "in the car",
+                                                                          "with %s" % self.c(self.names), "by the door"]))
+        return "%s took the %s to the %s and %s." % (name, k, cab, self.c(["left", "went home", "smiled", "locked it"]))
+
+    def repeat_v4(self):
+        """Longer lists, and a sentence or two between the copies: copying across a distance."""
+        k = self.r.randint(6, 30)
+        words = [self.c(self.common)[self.r.random() < 0.3] if self.r.random() < 0.6 else self.c(self.adjs)
+                 for _ in range(k)]
+        seq = " ".join(words)
+        between = " ".join(self.c([self.pronoun, self.number_cues, self.prep_phrases])() for _ in range(self.r.randint(0, 2)))
+        return ("%s. %s %s." % (seq, between, seq)).replace("  ", " ")
+
     def pronoun(self):
         name = self.c(self.names)
         n = self.anynoun()
@@ -404,6 +430,8 @@ class Gen:
             name, n[0], pro, self.c(["smiled", "left", "sat down", "laughed", "went home", "wrote a letter"]))
 
     def passage(self):
+        if self.version >= 4:
+            return self.passage_v4()
         if self.version >= 3:
             return self.passage_v3()
         if self.version >= 2:
@@ -427,10 +455,13 @@ class Gen:
                 parts.append(self.lesson_objects())
             else:
                 parts.append(self.pronoun())
-        return " ".join(parts)
+        return parts
 
     def mix(self, kinds):
         """A passage of 3-9 sentences, each drawn from kinds [(probability, template)]."""
+        return " ".join(self.mix_parts(kinds))
+
+    def mix_parts(self, kinds):
         parts = []
         for _ in range(self.r.randint(3, 9)):
             x = self.r.random()
@@ -441,7 +472,7 @@ class Gen:
                 x -= w
             else:
                 parts.append(self.pronoun())
-        return " ".join(parts)
+        return parts
 
     def passage_v2(self):
         return self.mix([(0.34, self.agreement), (0.10, self.agreement_embedded), (0.07, self.prep_phrases),
@@ -453,15 +484,26 @@ class Gen:
                          (0.09, self.number_cues), (0.12, self.sense_passage), (0.03, self.lesson_examples),
                          (0.09, self.story), (0.13, self.repeat_v3), (0.02, self.lesson_objects), (0.04, self.pronoun)])
 
+    def passage_v4(self):
+        parts = self.mix_parts([(0.30, self.agreement), (0.10, self.agreement_embedded), (0.06, self.prep_phrases),
+                                (0.08, self.number_cues), (0.11, self.sense_passage), (0.03, self.lesson_examples),
+                                (0.09, self.story), (0.08, self.repeat_v3), (0.07, self.repeat_v4),
+                                (0.03, self.lesson_objects_v4), (0.05, self.pronoun)])
+        # an earlier sentence said again at the end: induction over ordinary prose
+        if len(parts) >= 3 and self.r.random() < 0.4:
+            parts.append(self.c(parts[:-1]))
+        return " ".join(parts)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("brown_dir")
     ap.add_argument("--bytes", type=int, default=6_000_000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--version", type=int, default=2, choices=(1, 2, 3),
+    ap.add_argument("--version", type=int, default=2, choices=(1, 2, 3, 4),
                     help="1: the first phase's templates; 2 adds embedded clauses and phrases with every "
-                         "preposition; 3 adds repeats without a cue word")
+                         "preposition; 3 adds repeats without a cue word; 4 adds long repeats at a distance, "
+                         "earlier sentences said again, and keys/cabinets mid-sentence")
     ap.add_argument("--out", required=True)
     ap.add_argument("--probes", help="write the held-out nouns and prepositions (JSON)")
     a = ap.parse_args()

@@ -792,8 +792,7 @@ qkv_status qkv_train(const qkv_train_opts *opts) {
             goto done;
         }
     } else {
-        qkv_model_config cfg = {opts->n_layer, opts->n_head, opts->n_embd, opts->n_ctx,
-                                r->data.vocab_size, 1e-5f};
+        qkv_model_config cfg = {.n_layer = opts->n_layer, .n_head = opts->n_head, .n_embd = opts->n_embd, .n_ctx = opts->n_ctx, .vocab_size = r->data.vocab_size, .layer_norm_eps = 1e-5f};
         if ((st = qkv__model_create(&cfg, &r->model))) goto done;
         size_t n;
         qkv__gpt2_init_weights(&cfg, qkv__model_params_block(r->model, &n), opts->seed);

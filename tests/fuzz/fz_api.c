@@ -32,7 +32,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         fprintf(stderr, "fz_api: vocabulary: %s\n", qkv_last_error());
         abort();
     }
-    qkv_model_config cfg = {2, 2, 16, 32, qkv_tokenizer_vocab_size(tok), 1e-5f};
+    qkv_model_config cfg = {.n_layer = 2, .n_head = 2, .n_embd = 16, .n_ctx = 32, .vocab_size = qkv_tokenizer_vocab_size(tok), .layer_norm_eps = 1e-5f};
     if (qkv__model_create(&cfg, &model) != QKV_OK) abort();
     size_t n;
     float *b = qkv__model_params_block(model, &n);
