@@ -68,7 +68,7 @@ static double flops_per_step(const bench_cfg *c, size_t params) {
 
 static int run_qkv(const bench_cfg *c, int steps, bench_result *r) {
     memset(r, 0, sizeof *r);
-    qkv_model_config cfg = {c->L, c->H, c->C, c->T, c->V, 1e-5f};
+    qkv_model_config cfg = {.n_layer = c->L, .n_head = c->H, .n_embd = c->C, .n_ctx = c->T, .vocab_size = c->V, .layer_norm_eps = 1e-5f};
     qkv_model *m = NULL;
     qkv__trainer t;
     int *in = NULL, *tg = NULL;
