@@ -73,6 +73,26 @@ const qkv__st_tensor *qkv__st_find(const qkv__st_file *f, const char *name);
 /* Converts a tensor to float32 (dst holds t->count floats). */
 void qkv__st_to_f32(const qkv__st_tensor *t, float *dst);
 
+/* ---- tensor sources ----------------------------------------------------------------
+
+ * Every file format hands the loader the same thing: tensors by their Hugging Face name and
+ * in Hugging Face layout (nn.Linear weights [out, in]; GPT-2's Conv1D [in, out] as HF
+ * stores it), converted to float32 on request. A safetensors file or sharded folder
+ * (st_folder.c), a GGUF file (gguf_model.c: blk.N.attn_q.weight -> model.layers.N.self_attn.
+ * q_proj.weight, Q/K rows un-permuted back to HF's rotary halves) and a llama2.c checkpoint
+ * (llama2c.c) are sources; model_load.c builds any family from any of them. */
+typedef struct qkv__tensor_src {
+    const char *path; /* for messages */
+    void *ctx;
+    /* 1 and the shape if the source has the tensor, else 0. */
+    int (*shape)(void *ctx, const char *name, int *ndim, int64_t shape[QKV__ST_MAX_DIMS]);
+    /* Its values as float32 into dst (as many floats as the shape holds). */
+    qkv_status (*read)(void *ctx, const char *name, float *dst);
+    /* Bytes the source's tensors occupy in the file (to refuse configs the file cannot back). */
+    uint64_t (*file_bytes)(void *ctx);
+    void (*close)(void *ctx);
+} qkv__tensor_src;
+
 /* ---- config.json ------------------------------------------------------------------ */
 
 /* Parses a config.json text (HF GPT2Config keys, missing keys take GPT2Config's defaults). */
