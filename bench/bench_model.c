@@ -40,7 +40,7 @@ static qkv_model *make_gpt2_small(void) {
     size_t n;
     float *b = qkv__model_params_block(m, &n);
     for (size_t i = 0; i < n; i++) b[i] = 0.05f * bench_frand();
-    qkv__gpt2_params *p = qkv__model_params(m);
+    qkv__params *p = qkv__model_params(m);
     for (int i = 0; i < 12 * 768; i++) p->ln1_w[i] = p->ln2_w[i] = 1.0f;
     for (int i = 0; i < 768; i++) p->lnf_w[i] = 1.0f;
     for (int i = 0; i < 50257 * 768; i++) p->wte[i] *= 6.0f; /* spread the logits: clear argmaxes */

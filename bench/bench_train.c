@@ -74,7 +74,7 @@ static int run_qkv(const bench_cfg *c, int steps, bench_result *r) {
     int *in = NULL, *tg = NULL;
     if (qkv__model_create(&cfg, &m)) return qkv__cli_fail("bench train", QKV_ENOMEM);
     size_t n;
-    qkv__gpt2_init_weights(&cfg, qkv__model_params_block(m, &n), 1);
+    qkv__init_weights(&cfg, qkv__model_params_block(m, &n), 1);
     if (qkv__trainer_init(&t, m, c->B, c->T)) {
         qkv_model_free(m);
         return qkv__cli_fail("bench train", QKV_ENOMEM);

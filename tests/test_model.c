@@ -29,7 +29,7 @@ static qkv_model *random_model(int L, int H, int C, int T, int V) {
     size_t n;
     float *b = qkv__model_params_block(m, &n);
     for (size_t i = 0; i < n; i++) b[i] = 0.3f * frand();
-    qkv__gpt2_params *p = qkv__model_params(m);
+    qkv__params *p = qkv__model_params(m);
     for (int i = 0; i < L * C; i++) p->ln1_w[i] = p->ln2_w[i] = 1.0f + 0.1f * frand();
     return m;
 }
@@ -42,26 +42,26 @@ static char *tmp_dir(void) {
 
 static void test_gpt2_small_param_count(void) {
     qkv_model_config cfg = {.n_layer = 12, .n_head = 12, .n_embd = 768, .n_ctx = 1024, .vocab_size = 50257, .layer_norm_eps = 1e-5f};
-    size_t sizes[QKV__GPT2_N_TENSORS], total = 0;
-    qkv__gpt2_param_sizes(&cfg, sizes);
-    for (int i = 0; i < QKV__GPT2_N_TENSORS; i++) total += sizes[i];
+    size_t sizes[QKV__N_KINDS], total = 0;
+    qkv__param_sizes(&cfg, sizes);
+    for (int i = 0; i < QKV__N_KINDS; i++) total += sizes[i];
     ASSERT_EQ_INT(total, 124439808); /* GPT-2 small, as Hugging Face counts it */
-    ASSERT_OK(qkv__gpt2_check_config(&cfg));
+    ASSERT_OK(qkv__check_config(&cfg));
 }
 
 static void test_check_config_refuses_nonsense(void) {
     qkv_model_config good = {.n_layer = 2, .n_head = 4, .n_embd = 64, .n_ctx = 128, .vocab_size = 300, .layer_norm_eps = 1e-5f}, c;
-    ASSERT_OK(qkv__gpt2_check_config(&good));
+    ASSERT_OK(qkv__check_config(&good));
     c = good, c.n_embd = 66;
-    ASSERT(qkv__gpt2_check_config(&c) != QKV_OK);
+    ASSERT(qkv__check_config(&c) != QKV_OK);
     c = good, c.n_layer = 0;
-    ASSERT(qkv__gpt2_check_config(&c) != QKV_OK);
+    ASSERT(qkv__check_config(&c) != QKV_OK);
     c = good, c.vocab_size = -1;
-    ASSERT(qkv__gpt2_check_config(&c) != QKV_OK);
+    ASSERT(qkv__check_config(&c) != QKV_OK);
     c = good, c.layer_norm_eps = 0.0f;
-    ASSERT(qkv__gpt2_check_config(&c) != QKV_OK);
+    ASSERT(qkv__check_config(&c) != QKV_OK);
     c = good, c.n_embd = 65536, c.n_head = 1;
-    ASSERT(qkv__gpt2_check_config(&c) != QKV_OK); /* head size 65536 > 256 */
+    ASSERT(qkv__check_config(&c) != QKV_OK); /* head size 65536 > 256 */
     ASSERT(strstr(qkv_last_error(), "head size") != NULL);
 }
 
@@ -313,7 +313,7 @@ static void test_capture_is_consistent(void) {
     for (int j = 0; j < V; j++) ASSERT_CLOSE(last[j], logits[(n - 1) * V + j], 0);
     ASSERT_EQ_INT(cap.n_layer, 2);
     ASSERT_EQ_INT(cap.head_dim, d);
-    const qkv__gpt2_params *p = qkv__model_params(m);
+    const qkv__params *p = qkv__model_params(m);
     for (int i = 0; i < n; i++)
         for (int k = 0; k < C; k++)
             ASSERT_CLOSE(cap.hidden[i * C + k], p->wte[ids[i] * C + k] + p->wpe[i * C + k], 1e-6);
@@ -433,7 +433,7 @@ static void test_results_do_not_depend_on_threads(void) {
 static void test_nan_weights_do_not_crash(void) {
     qkv_model *m = random_model(2, 2, 16, 12, 40);
     ASSERT(m);
-    qkv__gpt2_params *p = qkv__model_params(m);
+    qkv__params *p = qkv__model_params(m);
     p->attn_w[5] = NAN;
     p->fc_w[7] = INFINITY;
     p->wte[3] = -INFINITY;
@@ -605,7 +605,7 @@ static void test_interventions_in_one_pass(void) {
     qkv_model_free(m);
 }
 
-/* Several variants in one batched pass (qkv__gpt2_run_iv with n_var > 1, what the grids use)
+/* Several variants in one batched pass (qkv__model_run_iv with n_var > 1, what the grids use)
  * give each variant's single-pass logits: different interventions and resume rows per variant. */
 static void test_batched_variants_equal_single_passes(void) {
     qkv_model *m = random_model(3, 4, 32, 16, 50);
@@ -625,17 +625,17 @@ static void test_batched_variants_equal_single_passes(void) {
     qkv_intervention iv[NV] = {{.ablate = ab[0]}, {.ablate = ab[1]}, {.head_patches = &hp, .n_head_patches = 1}};
     for (int v = 0; v < NV; v++) memcpy(xs + v * NC, cap.hidden + 1 * NC, sizeof(float) * NC);
     xs[2 * NC + 3 * C + 5] += 0.5f; /* variant 2 also starts from an edited stream */
-    ASSERT_OK(qkv__gpt2_run_iv(m, ids, N, NULL, NULL, NV, iv, 1, xs, NULL, batched, NULL, 0));
+    ASSERT_OK(qkv__model_run_iv(m, ids, N, NULL, NULL, NV, iv, 1, xs, NULL, batched, NULL, 0));
     for (int v = 0; v < NV; v++) {
-        ASSERT_OK(qkv__gpt2_run_iv(m, ids, N, NULL, NULL, 1, &iv[v], 1, xs + v * NC, NULL, one, NULL, 0));
+        ASSERT_OK(qkv__model_run_iv(m, ids, N, NULL, NULL, 1, &iv[v], 1, xs + v * NC, NULL, one, NULL, 0));
         for (int j = 0; j < V; j++) ASSERT_CLOSE(batched[v * V + j], one[j], 1e-5);
         int moved = 0;
         for (int j = 0; j < V; j++) moved |= fabsf(one[j] - clean[j]) > 1e-4f;
         ASSERT(moved);
     }
     /* several variants only where they make sense */
-    ASSERT(qkv__gpt2_run_iv(m, ids, N, NULL, NULL, NV, iv, 1, xs, batched, NULL, NULL, 0) == QKV_EINVAL);
-    ASSERT(qkv__gpt2_run_iv(m, ids, N, NULL, NULL, 0, NULL, 0, NULL, NULL, one, NULL, 0) == QKV_EINVAL);
+    ASSERT(qkv__model_run_iv(m, ids, N, NULL, NULL, NV, iv, 1, xs, batched, NULL, NULL, 0) == QKV_EINVAL);
+    ASSERT(qkv__model_run_iv(m, ids, N, NULL, NULL, 0, NULL, 0, NULL, NULL, one, NULL, 0) == QKV_EINVAL);
     qkv_capture_free(&cap);
     qkv_model_free(m);
 }

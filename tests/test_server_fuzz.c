@@ -4,7 +4,7 @@
  * out-of-bounds access (this test runs under ASan+UBSan too). A small random model with a
  * BPE vocabulary trained here (qkv_bpe_train) keeps it fast. */
 #include "test.h"
-#include "model/gpt2.h"
+#include "model/params.h"
 #include "server/server.h"
 
 #include <jansson.h>

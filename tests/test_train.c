@@ -268,7 +268,7 @@ static qkv_model *tiny_model(int L, int NH, int C, int T, int V, uint64_t s) {
     if (qkv__model_create(&cfg, &m)) return NULL;
     size_t n;
     float *blk = qkv__model_params_block(m, &n);
-    qkv__gpt2_init_weights(&cfg, blk, s);
+    qkv__init_weights(&cfg, blk, s);
     /* larger weights than GPT-2's init so every gradient is well above float noise */
     unsigned long long r = 0x9E3779B97F4A7C15ULL ^ s;
     for (size_t i = 0; i < n; i++) blk[i] += 0.2f * test_rand_uniform(&r);
@@ -284,12 +284,12 @@ static void test_model_grad_finite_differences(void) {
     float *g = malloc(n * sizeof(float)), loss;
     ASSERT_OK(qkv_model_grad(m, ids, 7, &loss, g));
     ASSERT(loss > 1.0f && loss < 5.0f);
-    size_t sizes[QKV__GPT2_N_TENSORS];
-    qkv__gpt2_param_sizes(qkv_model_get_config(m), sizes);
+    size_t sizes[QKV__N_KINDS];
+    qkv__param_sizes(qkv_model_get_config(m), sizes);
     const float h = 1e-2f;
     size_t off = 0;
     int checked = 0;
-    for (int k = 0; k < QKV__GPT2_N_TENSORS; k++) {
+    for (int k = 0; k < QKV__N_KINDS; k++) {
         for (int j = 0; j < 6; j++) { /* 6 random entries of each of the 16 tensor kinds */
             size_t i = off + (size_t)(test_rand_u64(&seed) % sizes[k]);
             float keep = blk[i], lp, lm;
@@ -402,15 +402,15 @@ static void test_weight_decay_only_on_matrices(void) {
     qkv__adamw h = {0.9f, 0.95f, 1e-8f, 0.5f, 1.0f};
     qkv__trainer_update(&t, &h, 0.1f);
     size_t off = 0;
-    for (int k = 0; k < QKV__GPT2_N_TENSORS; k++) {
+    for (int k = 0; k < QKV__N_KINDS; k++) {
         for (size_t i = 0; i < t.sizes[k]; i++) {
-            float want = qkv__gpt2_kind_decays(k) ? before[off + i] * (1.0f - 0.1f * 0.5f) : before[off + i];
+            float want = qkv__kind_decays(k) ? before[off + i] * (1.0f - 0.1f * 0.5f) : before[off + i];
             ASSERT_CLOSE(t.params[off + i], want, 1e-7);
         }
         off += t.sizes[k];
     }
-    ASSERT(qkv__gpt2_kind_decays(0) && qkv__gpt2_kind_decays(4) && !qkv__gpt2_kind_decays(2) &&
-           !qkv__gpt2_kind_decays(5) && !qkv__gpt2_kind_decays(15));
+    ASSERT(qkv__kind_decays(0) && qkv__kind_decays(4) && !qkv__kind_decays(2) &&
+           !qkv__kind_decays(5) && !qkv__kind_decays(15));
     free(before);
     qkv__trainer_free(&t);
     qkv_model_free(m);
@@ -418,26 +418,26 @@ static void test_weight_decay_only_on_matrices(void) {
 
 static void test_init_statistics(void) {
     qkv_model_config cfg = {.n_layer = 4, .n_head = 4, .n_embd = 64, .n_ctx = 32, .vocab_size = 500, .layer_norm_eps = 1e-5f};
-    size_t sizes[QKV__GPT2_N_TENSORS], n = 0;
-    qkv__gpt2_param_sizes(&cfg, sizes);
-    for (int k = 0; k < QKV__GPT2_N_TENSORS; k++) n += sizes[k];
+    size_t sizes[QKV__N_KINDS], n = 0;
+    qkv__param_sizes(&cfg, sizes);
+    for (int k = 0; k < QKV__N_KINDS; k++) n += sizes[k];
     float *b = malloc(n * sizeof(float)), *b2 = malloc(n * sizeof(float));
-    qkv__gpt2_init_weights(&cfg, b, 5);
-    qkv__gpt2_init_weights(&cfg, b2, 5);
+    qkv__init_weights(&cfg, b, 5);
+    qkv__init_weights(&cfg, b2, 5);
     ASSERT(!memcmp(b, b2, n * sizeof(float)));
     size_t off = 0;
-    for (int k = 0; k < QKV__GPT2_N_TENSORS; k++) {
+    for (int k = 0; k < QKV__N_KINDS; k++) {
         double s = 0, s2 = 0;
         for (size_t i = 0; i < sizes[k]; i++) s += b[off + i], s2 += (double)b[off + i] * b[off + i];
         double mean = s / sizes[k], sd = sqrt(s2 / sizes[k] - mean * mean);
         if (k == 6 || k == 12) ASSERT_CLOSE(sd, 0.02 / sqrt(8.0), 0.0015);
-        else if (qkv__gpt2_kind_decays(k)) ASSERT_CLOSE(sd, 0.02, 0.001);
+        else if (qkv__kind_decays(k)) ASSERT_CLOSE(sd, 0.02, 0.001);
         else if (k == 2 || k == 8 || k == 14) ASSERT_CLOSE(mean, 1.0, 0) ;
         else ASSERT_CLOSE(s2, 0.0, 0);
         off += sizes[k];
     }
     /* the sinusoid position code replaces wpe only, at wte's per-element RMS */
-    qkv__gpt2_init_sinusoid_wpe(&cfg, b2);
+    qkv__init_sinusoid_wpe(&cfg, b2);
     ASSERT(!memcmp(b, b2, sizes[0] * sizeof(float)));
     ASSERT(!memcmp(b + sizes[0] + sizes[1], b2 + sizes[0] + sizes[1],
                    (n - sizes[0] - sizes[1]) * sizeof(float)));
@@ -493,14 +493,14 @@ static void test_dropout_grad_finite_differences(void) {
     const float h = 1e-2f;
     size_t off = 0;
     int checked = 0, zero = 0;
-    for (int k = 0; k < QKV__GPT2_N_TENSORS; k++) {
+    for (int k = 0; k < QKV__N_KINDS; k++) {
         for (int j = 0; j < 6; j++) {
             size_t i = off + (size_t)(test_rand_u64(&seed) % t.sizes[k]);
             float keep = t.params[i], lp, lm;
             t.params[i] = keep + h;
-            ASSERT_OK(qkv__gpt2_train_forward(&t.cfg, &t.p, &t.acts, in, tg, 2, 6, &lp));
+            ASSERT_OK(qkv__train_forward(&t.cfg, &t.p, &t.acts, in, tg, 2, 6, &lp));
             t.params[i] = keep - h;
-            ASSERT_OK(qkv__gpt2_train_forward(&t.cfg, &t.p, &t.acts, in, tg, 2, 6, &lm));
+            ASSERT_OK(qkv__train_forward(&t.cfg, &t.p, &t.acts, in, tg, 2, 6, &lm));
             t.params[i] = keep;
             double num = ((double)lp - lm) / (2 * h);
             CHECK_GRAD(t.grads[i], num, 5e-4, 3e-2, "model param with dropout", (int)i);

@@ -52,6 +52,9 @@ typedef struct qkv__gguf_kv {
     qkv__gguf_type arr_type;
     uint64_t arr_n;
     const uint8_t *arr;
+    /* (addition) string arrays: arr_off[i] is element i's offset from arr (its u64 length
+     * prefix), built at open so qkv__gguf_arr_str is O(1); owned by the qkv__gguf. */
+    uint64_t *arr_off;
 } qkv__gguf_kv;
 
 #define QKV__GGUF_MAX_DIMS 4
@@ -74,6 +77,7 @@ typedef struct qkv__gguf {
     qkv__gguf_kv *kv;
     qkv__gguf_tensor *tensors;
     const uint8_t *data; size_t data_size;
+    int owns_map; /* (addition) 1 after qkv__gguf_open: close unmaps */
 } qkv__gguf;
 
 /* Maps and validates a GGUF file: magic, version 2 or 3, counts against the bytes left,
@@ -98,5 +102,91 @@ int64_t qkv__gguf_arr_i64(const qkv__gguf_kv *kv, uint64_t i);
 
 /* Converts a tensor (F32, F16, BF16, Q8_0, Q4_0, Q4_K) to float32 (dst: n_elems floats). */
 qkv_status qkv__gguf_to_f32(const qkv__gguf_tensor *t, float *dst);
+
+/* ---- additions ------------------------------------------------------------------------ */
+
+/* Caps (reliability-anchors.md 2.1 / 4.x "GGUF": ggml PR #1516, gguf-py #27188). Every count
+ * and length is also checked against the bytes left in the file before anything is
+ * allocated. */
+#define QKV__GGUF_MAX_KV        4096u
+#define QKV__GGUF_MAX_TENSORS   65536u
+#define QKV__GGUF_MAX_STRING    ((uint64_t)1 << 20)  /* 1 MiB */
+#define QKV__GGUF_MAX_ARRAY     ((uint64_t)1 << 20)  /* elements */
+#define QKV__GGUF_MAX_ALIGNMENT ((uint64_t)1 << 20)  /* 1 MiB */
+#define QKV__GGUF_MAX_NAME      256u                 /* key and tensor name bytes */
+#define QKV__GGUF_DEFAULT_ALIGNMENT 32u
+
+/* "UINT32", "STRING"... ("?" for an unknown type). */
+const char *qkv__gguf_type_name(uint32_t type);
+/* ggml's name of a tensor type ("Q8_0"), or NULL when unknown to qkv. */
+const char *qkv__ggml_type_name(uint32_t type);
+/* Elements per block and bytes per block of a ggml tensor type; 0 when unknown. */
+int qkv__ggml_type_block(uint32_t type, uint64_t *blck, uint64_t *type_size);
+/* 1 when s equals the NUL-terminated c. */
+int qkv__gguf_str_eq(qkv__gguf_str s, const char *c);
+/* The whole array of a kv as a typed pointer, or NULL when kv is not an array of that
+ * element type (the check PR #26690 asks of every consumer). */
+const qkv__gguf_kv *qkv__gguf_find_arr(const qkv__gguf *g, const char *key, qkv__gguf_type elem);
+
+/* float <-> half / bfloat16, round to nearest even (numpy's astype, ggml's converters). */
+float qkv__f16_to_f32(uint16_t h);
+uint16_t qkv__f32_to_f16(float f);
+float qkv__bf16_to_f32(uint16_t h);
+uint16_t qkv__f32_to_bf16(float f);
+/* ggml's reference quantizers (quantize_row_q8_0_ref, quantize_row_q4_0_ref): n a multiple
+ * of 32; dst holds n / 32 blocks (34 / 18 bytes each). */
+void qkv__quantize_q8_0(const float *src, size_t n, uint8_t *dst);
+void qkv__quantize_q4_0(const float *src, size_t n, uint8_t *dst);
+
+/* ---- writer (gguf_write.c): GGUF v3 ----------------------------------------------------
+ *
+ *   qkv__gguf_writer *w = qkv__gguf_writer_new();
+ *   qkv__gguf_writer_set_alignment(w, 32);                 (also writes general.alignment)
+ *   qkv__gguf_w_str(w, "general.architecture", "llama");
+ *   qkv__gguf_w_u32(w, "llama.block_count", 2);
+ *   qkv__gguf_w_tensor_f32(w, "token_embd.weight", QKV__GGML_Q8_0, 2, ne, floats);
+ *   qkv__gguf_writer_save(w, "out.gguf");                   (temp file + rename)
+ *   qkv__gguf_writer_free(w);
+ *
+ * ne is in ggml order (ne[0] the row length). Errors (duplicate key or name, bad type, a
+ * row length not a multiple of the block) are remembered: the first one is returned by
+ * every later call and by _save / _bytes, so callers may check only the end. */
+typedef struct qkv__gguf_writer qkv__gguf_writer;
+qkv__gguf_writer *qkv__gguf_writer_new(void);
+void qkv__gguf_writer_free(qkv__gguf_writer *w);
+qkv_status qkv__gguf_writer_set_alignment(qkv__gguf_writer *w, uint32_t alignment);
+/* One scalar: type any scalar qkv__gguf_type; v points to a value of that type (bool: a
+ * uint8_t 0 or 1). */
+qkv_status qkv__gguf_w_scalar(qkv__gguf_writer *w, const char *key, qkv__gguf_type type,
+                              const void *v);
+qkv_status qkv__gguf_w_u32(qkv__gguf_writer *w, const char *key, uint32_t v);
+qkv_status qkv__gguf_w_i32(qkv__gguf_writer *w, const char *key, int32_t v);
+qkv_status qkv__gguf_w_u64(qkv__gguf_writer *w, const char *key, uint64_t v);
+qkv_status qkv__gguf_w_f32(qkv__gguf_writer *w, const char *key, float v);
+qkv_status qkv__gguf_w_bool(qkv__gguf_writer *w, const char *key, int v);
+qkv_status qkv__gguf_w_str(qkv__gguf_writer *w, const char *key, const char *s);
+qkv_status qkv__gguf_w_strn(qkv__gguf_writer *w, const char *key, const char *s, size_t n);
+/* Arrays: elems packed little-endian values of elem_type (a scalar type); strings: n
+ * pointers with their lengths (lens NULL: NUL-terminated). */
+qkv_status qkv__gguf_w_arr(qkv__gguf_writer *w, const char *key, qkv__gguf_type elem_type,
+                           uint64_t n, const void *elems);
+qkv_status qkv__gguf_w_arr_str(qkv__gguf_writer *w, const char *key, uint64_t n,
+                               const char *const *strs, const size_t *lens);
+/* A tensor from bytes already in its type (n_bytes must be what ne and type imply). */
+qkv_status qkv__gguf_w_tensor(qkv__gguf_writer *w, const char *name, uint32_t type, int n_dims,
+                              const int64_t *ne, const void *data, size_t n_bytes);
+/* A tensor from float32, converted to type (F32, F16, BF16, Q8_0, Q4_0). */
+qkv_status qkv__gguf_w_tensor_f32(qkv__gguf_writer *w, const char *name, uint32_t type,
+                                  int n_dims, const int64_t *ne, const float *src);
+/* The whole file in a malloc'ed buffer (free() it). */
+qkv_status qkv__gguf_writer_bytes(qkv__gguf_writer *w, uint8_t **buf, size_t *len);
+/* Writes the file through qkv__write_file (temp + rename; a non-regular file is refused). */
+qkv_status qkv__gguf_writer_save(qkv__gguf_writer *w, const char *path);
+
+/* ---- GGUF as a model (gguf_model.c) -------------------------------------------------- */
+
+/* The config of a GGUF model from general.architecture (llama, qwen2, qwen3, gpt2; mistral
+ * files say llama) and <arch>.* hyperparameters; other architectures are refused by name. */
+qkv_status qkv__gguf_model_config(const qkv__gguf *g, qkv_model_config *cfg);
 
 #endif /* QKV_GGUF_H */

@@ -6,7 +6,7 @@
  * The grid and the maps are many small passes: one clean pass records the residual stream
  * entering every block, then each cell resumes at the layer its change starts from (the
  * layers before it cannot differ), and the cells of one layer go through together as variants
- * of one batched pass (qkv__gpt2_run_iv with n_var > 1: their rows share every matmul, so 12
+ * of one batched pass (qkv__model_run_iv with n_var > 1: their rows share every matmul, so 12
  * heads x 20 tokens are one 240-row GEMM instead of twelve 20-row ones).
  */
 #include "model/model.h"
@@ -59,7 +59,7 @@ qkv_status qkv_model_ablation_grid(qkv_model *model, const int *ids, int n,
         st = qkv__fail(QKV_ENOMEM, "ablation grid: out of memory");
         goto done;
     }
-    if ((st = qkv__gpt2_run_iv(model, ids, n, NULL, opts, 1, NULL, 0, NULL, NULL, logits, &cap, 0))) goto done;
+    if ((st = qkv__model_run_iv(model, ids, n, NULL, opts, 1, NULL, 0, NULL, NULL, logits, &cap, 0))) goto done;
     double m0 = qkv_logit_metric(logits, V, target, vs);
     if (base) *base = (float)m0;
     /* per layer, its heads' variants in passes of `chunk`, each resuming at that layer */
@@ -72,7 +72,7 @@ qkv_status qkv_model_ablation_grid(qkv_model *model, const int *ids, int n,
                 ivs[v] = (qkv_intervention){.ablate = ab + LH * v};
                 memcpy(xs + NC * v, cap.hidden + (size_t)l * NC, sizeof(float) * NC);
             }
-            if ((st = qkv__gpt2_run_iv(model, ids, n, NULL, opts, nv, ivs, l, xs, NULL, logits, NULL, 0))) goto done;
+            if ((st = qkv__model_run_iv(model, ids, n, NULL, opts, nv, ivs, l, xs, NULL, logits, NULL, 0))) goto done;
             for (int v = 0; v < nv; v++)
                 grid[l * H + h0 + v] = (float)(qkv_logit_metric(logits + (size_t)v * V, V, target, vs) - m0);
         }
@@ -110,9 +110,9 @@ qkv_status qkv_model_patch_maps(qkv_model *model, const int *src_ids, const int 
         st = qkv__fail(QKV_ENOMEM, "patching: out of memory");
         goto done;
     }
-    if ((st = qkv__gpt2_run_iv(model, src_ids, n, NULL, opts, 1, NULL, 0, NULL, NULL, logits, &cs, 0))) goto done;
+    if ((st = qkv__model_run_iv(model, src_ids, n, NULL, opts, 1, NULL, 0, NULL, NULL, logits, &cs, 0))) goto done;
     double ms = qkv_logit_metric(logits, V, target, vs);
-    if ((st = qkv__gpt2_run_iv(model, dst_ids, n, NULL, opts, 1, NULL, 0, NULL, NULL, logits, &cd, 0))) goto done;
+    if ((st = qkv__model_run_iv(model, dst_ids, n, NULL, opts, 1, NULL, 0, NULL, NULL, logits, &cd, 0))) goto done;
     double md = qkv_logit_metric(logits, V, target, vs);
     if (m_src) *m_src = (float)ms;
     if (m_dst) *m_dst = (float)md;
@@ -126,7 +126,7 @@ qkv_status qkv_model_patch_maps(qkv_model *model, const int *src_ids, const int 
                 ivs[v] = (qkv_intervention){.head_patches = &hps[v], .n_head_patches = 1};
                 memcpy(xs + NC * v, cd.hidden + (size_t)l * NC, sizeof(float) * NC);
             }
-            if ((st = qkv__gpt2_run_iv(model, dst_ids, n, NULL, opts, nv, ivs, l, xs, NULL, logits, NULL, 0))) goto done;
+            if ((st = qkv__model_run_iv(model, dst_ids, n, NULL, opts, nv, ivs, l, xs, NULL, logits, NULL, 0))) goto done;
             for (int v = 0; v < nv; v++)
                 head_metric[l * H + h0 + v] = (float)qkv_logit_metric(logits + (size_t)v * V, V, target, vs);
         }
@@ -140,7 +140,7 @@ qkv_status qkv_model_patch_maps(qkv_model *model, const int *src_ids, const int 
                 memcpy(x + (size_t)(i0 + v) * C, cs.hidden + (size_t)l * NC + (size_t)(i0 + v) * C,
                        sizeof(float) * (size_t)C);
             }
-            if ((st = qkv__gpt2_run_iv(model, dst_ids, n, NULL, opts, nv, NULL, l, xs, NULL, logits, NULL, 0))) goto done;
+            if ((st = qkv__model_run_iv(model, dst_ids, n, NULL, opts, nv, NULL, l, xs, NULL, logits, NULL, 0))) goto done;
             for (int v = 0; v < nv; v++)
                 pos_metric[(size_t)l * n + i0 + v] = (float)qkv_logit_metric(logits + (size_t)v * V, V, target, vs);
         }
@@ -159,7 +159,7 @@ qkv_status qkv_model_logit_lens(qkv_model *model, const float *hidden, int n_sta
                                 float *target_probs) {
     if (!model || !hidden || !ids || !probs) return qkv__fail(QKV_EINVAL, "logit lens: NULL argument");
     const qkv_model_config *c = &model->cfg;
-    const qkv__gpt2_params *p = &model->p;
+    const qkv__params *p = &model->p;
     int C = c->n_embd, V = c->vocab_size;
     if (n_states < 1 || n < 1 || (size_t)n_states * (size_t)n > (size_t)INT32_MAX / 2)
         return qkv__fail(QKV_EINVAL, "logit lens: %d states x %d positions", n_states, n);
@@ -204,7 +204,7 @@ qkv_status qkv_model_attn_timeline(qkv_model *model, const int *ids, int n_promp
     qkv_capture cap;
     memset(&cap, 0, sizeof cap);
     cap.want_probs = 1;
-    if ((st = qkv__gpt2_run_iv(model, ids, N, NULL, NULL, 1, NULL, 0, NULL, NULL, NULL, &cap, 0))) return st;
+    if ((st = qkv__model_run_iv(model, ids, N, NULL, NULL, 1, NULL, 0, NULL, NULL, NULL, &cap, 0))) return st;
     size_t nn = (size_t)N * N;
     for (int t = 0; t < n_gen; t++) {
         int q = n_prompt - 1 + t;

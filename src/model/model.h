@@ -3,7 +3,7 @@
 #ifndef QKV_MODEL_H
 #define QKV_MODEL_H
 
-#include "model/gpt2.h"
+#include "model/params.h"
 
 #include <stdint.h>
 
@@ -11,7 +11,7 @@ struct qkv_model {
     qkv_model_config cfg;
     float *block;           /* n_block floats, the 16 tensors of gpt2.h in order */
     size_t n_block;
-    qkv__gpt2_params p;     /* pointers into block */
+    qkv__params p;     /* pointers into block */
     float *lm_head;         /* [V, C] untied output projection, or NULL (tied to wte) */
     uint16_t *bf16;         /* BF16 copies of the matrices for generation, or NULL */
     uint16_t *bf16_attn_w, *bf16_proj_w, *bf16_fc_w, *bf16_fcproj_w, *bf16_out; /* into bf16 */
@@ -24,16 +24,16 @@ struct qkv_model {
 
 /* The model's tensors by Hugging Face name (without "transformer."), in file order: wte, wpe,
  * then h.0 .. h.L-1 (12 each), ln_f, then lm_head.weight if untied. */
-typedef struct qkv__gpt2_tensor_entry {
+typedef struct qkv__tensor_entry {
     char name[64];
     float *data;   /* into the model's block (or lm_head) */
     size_t count;
     int ndim;
     int64_t shape[2];
     int untied;    /* lm_head.weight: stored without the "transformer." prefix */
-} qkv__gpt2_tensor_entry;
-int qkv__gpt2_tensor_table(const qkv_model *m, qkv__gpt2_tensor_entry *ents);
-int qkv__gpt2_n_entries(const qkv_model *m); /* the table's length */
+} qkv__tensor_entry;
+int qkv__tensor_table(const qkv_model *m, qkv__tensor_entry *ents);
+int qkv__n_entries(const qkv_model *m); /* the table's length */
 
 /* 2 MB-aligned, huge-page-advised float storage for weights; free() it. */
 float *qkv__alloc_params(size_t n_floats);
@@ -150,7 +150,7 @@ void qkv__layernorm(const float *x, int n, int c, const float *w, const float *b
 void qkv__gelu_tanh(float *x, size_t n);
 /* 1 <= n <= n_ctx and every id in [0, V). */
 qkv_status qkv__check_ids(const qkv_model *model, const int *ids, int n);
-qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
+qkv_status qkv__model_run(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
                          const qkv_forward_opts *opts, float *logits,
                          float *last_logits, qkv_capture *cap, int bf16);
 /* The same with interventions, for n_var variants of the sentence at once (their rows one
@@ -159,7 +159,7 @@ qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvca
  * each variant's stream entering block start_layer (a recorded run, possibly edited); the pass
  * starts there. With n_var > 1: no kv, no capture, no full logits; last_logits is
  * [n_var, V]. interp.c's grids resume at the layer a change starts from. */
-qkv_status qkv__gpt2_run_iv(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
+qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
                             const qkv_forward_opts *opts, int n_var, const qkv_intervention *iv,
                             int start_layer, const float *x_start, float *logits,
                             float *last_logits, qkv_capture *cap, int bf16);

@@ -682,7 +682,7 @@ static qkv_status evaluate(run *r, int max_windows, double *mean, double *sum_ou
         }
         float ml;
         r->tr.acts.dropout = 0.0f;
-        qkv_status st = qkv__gpt2_train_forward(&r->tr.cfg, &r->tr.p, &r->tr.acts, r->batch_in,
+        qkv_status st = qkv__train_forward(&r->tr.cfg, &r->tr.p, &r->tr.acts, r->batch_in,
                                                 r->batch_tg, B, T, &ml);
         if (st) return st;
         for (size_t i = 0; i < (size_t)B * T; i++) {
@@ -795,8 +795,8 @@ qkv_status qkv_train(const qkv_train_opts *opts) {
         qkv_model_config cfg = {.n_layer = opts->n_layer, .n_head = opts->n_head, .n_embd = opts->n_embd, .n_ctx = opts->n_ctx, .vocab_size = r->data.vocab_size, .layer_norm_eps = 1e-5f};
         if ((st = qkv__model_create(&cfg, &r->model))) goto done;
         size_t n;
-        qkv__gpt2_init_weights(&cfg, qkv__model_params_block(r->model, &n), opts->seed);
-        if (opts->sinusoid_wpe) qkv__gpt2_init_sinusoid_wpe(&cfg, qkv__model_params_block(r->model, &n));
+        qkv__init_weights(&cfg, qkv__model_params_block(r->model, &n), opts->seed);
+        if (opts->sinusoid_wpe) qkv__init_sinusoid_wpe(&cfg, qkv__model_params_block(r->model, &n));
     }
     const qkv_model_config *cfg = qkv_model_get_config(r->model);
     r->T = opts->seq_len ? opts->seq_len : cfg->n_ctx;

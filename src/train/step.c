@@ -24,7 +24,7 @@ qkv_status qkv__trainer_init(qkv__trainer *t, qkv_model *model, int B, int T) {
     t->model = model;
     t->cfg = *qkv_model_get_config(model);
     t->params = qkv__model_params_block(model, &t->n_params);
-    qkv__gpt2_point_params(&t->cfg, t->params, &t->p);
+    qkv__point_params(&t->cfg, t->params, &t->p);
     size_t bytes = t->n_params * sizeof(float);
     t->grads = qkv__alloc_aligned(bytes);
     t->m = qkv__alloc_aligned(bytes);
@@ -37,8 +37,8 @@ qkv_status qkv__trainer_init(qkv__trainer *t, qkv_model *model, int B, int T) {
     memset(t->grads, 0, bytes);
     memset(t->m, 0, bytes);
     memset(t->v, 0, bytes);
-    qkv__gpt2_point_params(&t->cfg, t->grads, &t->g);
-    qkv__gpt2_param_sizes(&t->cfg, t->sizes);
+    qkv__point_params(&t->cfg, t->grads, &t->g);
+    qkv__param_sizes(&t->cfg, t->sizes);
     qkv__train_blas_threads();
     qkv_status st = qkv__train_acts_alloc(&t->acts, &t->cfg, B, T);
     if (st) {
@@ -84,9 +84,9 @@ static double sum_squares(const float *x, size_t n) {
 
 qkv_status qkv__trainer_micro(qkv__trainer *t, const int *inputs, const int *targets, int B, int T,
                               float loss_scale, float *loss) {
-    qkv_status st = qkv__gpt2_train_forward(&t->cfg, &t->p, &t->acts, inputs, targets, B, T, loss);
+    qkv_status st = qkv__train_forward(&t->cfg, &t->p, &t->acts, inputs, targets, B, T, loss);
     if (st) return st;
-    return qkv__gpt2_train_backward(&t->cfg, &t->p, &t->g, &t->acts, inputs, targets, B, T,
+    return qkv__train_backward(&t->cfg, &t->p, &t->g, &t->acts, inputs, targets, B, T,
                                     loss_scale);
 }
 
@@ -98,8 +98,8 @@ float qkv__trainer_update(qkv__trainer *t, const qkv__adamw *h, float lr) {
     t->step++;
     float bc1 = 1.0f - powf(h->beta1, (float)t->step), bc2 = 1.0f - powf(h->beta2, (float)t->step);
     size_t off = 0;
-    for (int k = 0; k < QKV__GPT2_N_TENSORS; k++) {
-        float wd = qkv__gpt2_kind_decays(k) ? h->weight_decay : 0.0f;
+    for (int k = 0; k < QKV__N_KINDS; k++) {
+        float wd = qkv__kind_decays(k) ? h->weight_decay : 0.0f;
         float *p = t->params + off, *g = t->grads + off, *m = t->m + off, *v = t->v + off;
         size_t n = t->sizes[k];
         float b1 = h->beta1, b2 = h->beta2, eps = h->eps;

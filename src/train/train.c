@@ -339,7 +339,7 @@ static qkv_status check_ids(const int *ids, size_t n, int V, const char *what) {
     return QKV_OK;
 }
 
-qkv_status qkv__gpt2_train_forward(const qkv_model_config *cfg, const qkv__gpt2_params *p,
+qkv_status qkv__train_forward(const qkv_model_config *cfg, const qkv__params *p,
                                    qkv__train_acts *a, const int *inputs, const int *targets,
                                    int B, int T, float *mean_loss) {
     int L = cfg->n_layer, C = cfg->n_embd, V = cfg->vocab_size, NH = cfg->n_head;
@@ -401,8 +401,8 @@ qkv_status qkv__gpt2_train_forward(const qkv_model_config *cfg, const qkv__gpt2_
     return QKV_OK;
 }
 
-qkv_status qkv__gpt2_train_backward(const qkv_model_config *cfg, const qkv__gpt2_params *p,
-                                    qkv__gpt2_params *g, qkv__train_acts *a, const int *inputs,
+qkv_status qkv__train_backward(const qkv_model_config *cfg, const qkv__params *p,
+                                    qkv__params *g, qkv__train_acts *a, const int *inputs,
                                     const int *targets, int B, int T, float loss_scale) {
     int L = cfg->n_layer, C = cfg->n_embd, V = cfg->vocab_size, NH = cfg->n_head;
     size_t N = (size_t)B * T, capN = (size_t)a->B * a->T;
@@ -469,19 +469,19 @@ static double rng_uniform01(uint64_t *s) { /* (0, 1] */
     return ((double)(qkv__rng_next(s) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
 }
 
-int qkv__gpt2_kind_decays(int kind) {
+int qkv__kind_decays(int kind) {
     return kind == 0 || kind == 1 || kind == 4 || kind == 6 || kind == 10 || kind == 12;
 }
 
-void qkv__gpt2_init_weights(const qkv_model_config *cfg, float *block, uint64_t seed) {
-    size_t sizes[QKV__GPT2_N_TENSORS];
-    qkv__gpt2_param_sizes(cfg, sizes);
+void qkv__init_weights(const qkv_model_config *cfg, float *block, uint64_t seed) {
+    size_t sizes[QKV__N_KINDS];
+    qkv__param_sizes(cfg, sizes);
     uint64_t s = seed ^ 0x71C7C0DE5EEDULL;
     float resid_std = 0.02f / sqrtf(2.0f * (float)cfg->n_layer);
     float *at = block;
-    for (int k = 0; k < QKV__GPT2_N_TENSORS; k++) {
+    for (int k = 0; k < QKV__N_KINDS; k++) {
         int is_ln_w = k == 2 || k == 8 || k == 14;
-        if (qkv__gpt2_kind_decays(k)) {
+        if (qkv__kind_decays(k)) {
             float std = (k == 6 || k == 12) ? resid_std : 0.02f;
             for (size_t i = 0; i < sizes[k]; i += 2) { /* Box-Muller, two normals per draw */
                 double u1 = rng_uniform01(&s), u2 = rng_uniform01(&s);
@@ -496,9 +496,9 @@ void qkv__gpt2_init_weights(const qkv_model_config *cfg, float *block, uint64_t 
     }
 }
 
-void qkv__gpt2_init_sinusoid_wpe(const qkv_model_config *cfg, float *block) {
-    size_t sizes[QKV__GPT2_N_TENSORS];
-    qkv__gpt2_param_sizes(cfg, sizes);
+void qkv__init_sinusoid_wpe(const qkv_model_config *cfg, float *block) {
+    size_t sizes[QKV__N_KINDS];
+    qkv__param_sizes(cfg, sizes);
     float *wpe = block + sizes[0]; /* wpe follows wte in the block */
     int C = cfg->n_embd;
     double amp = 0.02 * sqrt(2.0); /* sin^2 + cos^2 = 1 per pair: per-element RMS 0.02 */
@@ -520,10 +520,10 @@ typedef struct named_tensor {
 
 /* The Hugging Face names of the block's tensors, per layer, in file order. */
 static int named_table(const qkv_model_config *cfg, named_tensor *t, int cap) {
-    size_t sizes[QKV__GPT2_N_TENSORS], start[QKV__GPT2_N_TENSORS];
-    qkv__gpt2_param_sizes(cfg, sizes);
+    size_t sizes[QKV__N_KINDS], start[QKV__N_KINDS];
+    qkv__param_sizes(cfg, sizes);
     size_t off = 0;
-    for (int k = 0; k < QKV__GPT2_N_TENSORS; k++) {
+    for (int k = 0; k < QKV__N_KINDS; k++) {
         start[k] = off;
         off += sizes[k];
     }

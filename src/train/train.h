@@ -16,7 +16,7 @@
 #ifndef QKV_TRAIN_H
 #define QKV_TRAIN_H
 
-#include "model/gpt2.h"
+#include "model/params.h"
 
 #include <stdint.h>
 
@@ -93,13 +93,13 @@ void qkv__train_acts_free(qkv__train_acts *a);
 
 /* Forward over inputs [B, T] (ids in [0, V), T <= n_ctx). With targets it also computes
  * the losses ([B*T] in a->losses) and *mean_loss; targets may be NULL (no loss). */
-qkv_status qkv__gpt2_train_forward(const qkv_model_config *cfg, const qkv__gpt2_params *p,
+qkv_status qkv__train_forward(const qkv_model_config *cfg, const qkv__params *p,
                                    qkv__train_acts *a, const int *inputs, const int *targets,
                                    int B, int T, float *mean_loss);
 /* Backward of the last forward (which had targets): grads (same layout as the parameter
  * block) += d(loss_scale * mean loss)/d params. */
-qkv_status qkv__gpt2_train_backward(const qkv_model_config *cfg, const qkv__gpt2_params *p,
-                                    qkv__gpt2_params *g, qkv__train_acts *a, const int *inputs,
+qkv_status qkv__train_backward(const qkv_model_config *cfg, const qkv__params *p,
+                                    qkv__params *g, qkv__train_acts *a, const int *inputs,
                                     const int *targets, int B, int T, float loss_scale);
 
 /* Inverted dropout: dst[i] = src[i] / (1 - p) where the hash of (key, i) keeps element i
@@ -108,16 +108,16 @@ void qkv__dropout(float *dst, const float *src, size_t n, float p, uint64_t key)
 
 /* GPT-2 initialisation (nanoGPT): weights N(0, 0.02), residual projections (attn.c_proj,
  * mlp.c_proj) N(0, 0.02 / sqrt(2 L)), biases 0, LayerNorm weights 1. Seeded, deterministic. */
-void qkv__gpt2_init_weights(const qkv_model_config *cfg, float *block, uint64_t seed);
+void qkv__init_weights(const qkv_model_config *cfg, float *block, uint64_t seed);
 
 /* Overwrites wpe with the original Transformer's position code, PE[t, 2i] = sin(t / 10000^(2i/C)),
  * PE[t, 2i+1] = cos(...), scaled to wte's per-element RMS (0.02). A shifted position is a fixed
  * rotation of it, so "attend to token t-1" is one linear map for q and k to learn. */
-void qkv__gpt2_init_sinusoid_wpe(const qkv_model_config *cfg, float *block);
+void qkv__init_sinusoid_wpe(const qkv_model_config *cfg, float *block);
 
 /* Which of the 16 tensor kinds get weight decay: the matrices (wte, wpe, c_attn, c_proj,
  * c_fc, mlp.c_proj), as nanoGPT decays every parameter of dimension >= 2. */
-int qkv__gpt2_kind_decays(int kind);
+int qkv__kind_decays(int kind);
 
 /* ---- small utilities shared by the trainer and the CLI -------------------------------- */
 

@@ -16,8 +16,8 @@ typedef struct qkv__trainer {
     qkv_model_config cfg;
     float *params;    /* the model's block (borrowed) */
     size_t n_params;
-    size_t sizes[QKV__GPT2_N_TENSORS];
-    qkv__gpt2_params p, g;
+    size_t sizes[QKV__N_KINDS];
+    qkv__params p, g;
     float *grads, *m, *v; /* [n_params] each */
     qkv__train_acts acts;
     int step;             /* optimizer steps taken (Adam's t) */

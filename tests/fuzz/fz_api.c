@@ -8,7 +8,7 @@
  * src/server/http.c does. Properties: status in {200, 400, 404, 405, 413, 503}; the reply
  * is valid JSON with exactly body_len bytes and no NUL; errors carry an "error" string;
  * 405 comes with an Allow value. */
-#include "model/gpt2.h"
+#include "model/params.h"
 #include "server/server.h"
 #include "fuzz_common.h"
 

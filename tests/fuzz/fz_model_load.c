@@ -27,9 +27,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fz_note(0, qkv_last_error());
         return 0;
     }
-    size_t sizes[QKV__GPT2_N_TENSORS], total = 0;
-    qkv__gpt2_param_sizes(&cfg, sizes);
-    for (int i = 0; i < QKV__GPT2_N_TENSORS; i++) total += sizes[i];
+    size_t sizes[QKV__N_KINDS], total = 0;
+    qkv__param_sizes(&cfg, sizes);
+    for (int i = 0; i < QKV__N_KINDS; i++) total += sizes[i];
 
     const char *dir = fz_tmpdir();
     fz_write_file(dir, "config.json", data, n_cfg);

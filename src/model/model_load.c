@@ -31,14 +31,14 @@ static qkv_status load_weights(qkv_model *m, const char *path) {
     qkv__st_file f;
     qkv_status st = qkv__st_open(path, &f);
     if (st) return st;
-    int n_ent = qkv__gpt2_n_entries(m);
-    qkv__gpt2_tensor_entry *ents = malloc(sizeof *ents * (size_t)n_ent);
+    int n_ent = qkv__n_entries(m);
+    qkv__tensor_entry *ents = malloc(sizeof *ents * (size_t)n_ent);
     char *used = calloc((size_t)(f.n_tensors ? f.n_tensors : 1), 1);
     if (!ents || !used) {
         st = qkv__fail(QKV_ENOMEM, "%s: out of memory", path);
         goto done;
     }
-    qkv__gpt2_tensor_table(m, ents);
+    qkv__tensor_table(m, ents);
     const qkv_model_config *c = &m->cfg;
     for (int i = 0; i < n_ent; i++) {
         int idx = -1;
@@ -141,9 +141,9 @@ qkv_status qkv_model_load(const char *dir, qkv_model **out) {
     /* Allocate only what the weights file can back: a few bytes of config.json must not make
      * us zero gigabytes before the safetensors file is even looked at. */
     {
-        size_t sizes[QKV__GPT2_N_TENSORS], n_params = 0;
-        qkv__gpt2_param_sizes(&cfg, sizes);
-        for (int i = 0; i < QKV__GPT2_N_TENSORS; i++)
+        size_t sizes[QKV__N_KINDS], n_params = 0;
+        qkv__param_sizes(&cfg, sizes);
+        for (int i = 0; i < QKV__N_KINDS; i++)
             if (!qkv__add_size(n_params, sizes[i], &n_params)) n_params = SIZE_MAX;
         struct stat wst;
         if (stat(wpath, &wst) != 0) {

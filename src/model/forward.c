@@ -280,12 +280,12 @@ static void apply_heads(const qkv_intervention *iv, int l, float *att, const flo
 }
 
 /* The forward pass proper (model.h). */
-qkv_status qkv__gpt2_run_iv(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
+qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
                             const qkv_forward_opts *opts, int n_var, const qkv_intervention *iv,
                             int start_layer, const float *x_start, float *logits,
                             float *last_logits, qkv_capture *cap, int bf16) {
     const qkv_model_config *c = &model->cfg;
-    const qkv__gpt2_params *p = &model->p;
+    const qkv__params *p = &model->p;
     int pos0 = kv ? qkv_kvcache_len(kv) : 0;
     if (pos0 + n > c->n_ctx)
         return qkv__fail(QKV_ETOOLONG, "forward: %d + %d tokens, more than the model's context of %d",
@@ -425,10 +425,10 @@ done:
     return st;
 }
 
-qkv_status qkv__gpt2_run(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
+qkv_status qkv__model_run(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
                          const qkv_forward_opts *opts, float *logits,
                          float *last_logits, qkv_capture *cap, int bf16) {
-    return qkv__gpt2_run_iv(model, ids, n, kv, opts, 1, NULL, 0, NULL, logits, last_logits, cap, bf16);
+    return qkv__model_run_iv(model, ids, n, kv, opts, 1, NULL, 0, NULL, logits, last_logits, cap, bf16);
 }
 
 qkv_status qkv_model_forward(qkv_model *model, const int *ids, int n, const qkv_forward_opts *opts,
@@ -442,7 +442,7 @@ qkv_status qkv_model_forward_iv(qkv_model *model, const int *ids, int n,
     if (!model) return qkv__fail(QKV_EINVAL, "forward: model is NULL");
     qkv_status st = qkv__check_ids(model, ids, n);
     if (st) return st;
-    return qkv__gpt2_run_iv(model, ids, n, NULL, opts, 1, iv, 0, NULL, logits, last_logits, cap, 0);
+    return qkv__model_run_iv(model, ids, n, NULL, opts, 1, iv, 0, NULL, logits, last_logits, cap, 0);
 }
 
 /* ---- top-k --------------------------------------------------------------------------------- */

@@ -24,28 +24,28 @@
 
 #include "qkv_internal.h"
 
-#define QKV__GPT2_N_TENSORS 16
+#define QKV__N_KINDS 16
 
-typedef struct qkv__gpt2_params {
+typedef struct qkv__params {
     float *wte, *wpe, *ln1_w, *ln1_b, *attn_w, *attn_b, *proj_w, *proj_b, *ln2_w, *ln2_b,
         *fc_w, *fc_b, *fcproj_w, *fcproj_b, *lnf_w, *lnf_b;
-} qkv__gpt2_params;
+} qkv__params;
 
 /* Element count of each of the 16 tensor kinds above, in that order. */
-void qkv__gpt2_param_sizes(const qkv_model_config *cfg, size_t sizes[QKV__GPT2_N_TENSORS]);
+void qkv__param_sizes(const qkv_model_config *cfg, size_t sizes[QKV__N_KINDS]);
 
 /* Points p's 16 pointers into block (which holds the sum of the sizes, in order). */
-void qkv__gpt2_point_params(const qkv_model_config *cfg, float *block, qkv__gpt2_params *p);
+void qkv__point_params(const qkv_model_config *cfg, float *block, qkv__params *p);
 
 /* Validates a config (positive sizes, n_embd divisible by n_head, sane limits). */
-qkv_status qkv__gpt2_check_config(const qkv_model_config *cfg);
+qkv_status qkv__check_config(const qkv_model_config *cfg);
 
 /* A model with zeroed parameters and no tokenizer (training initialises the weights). */
 qkv_status qkv__model_create(const qkv_model_config *cfg, qkv_model **out);
 
 /* The parameter block: n_params floats laid out as above. */
 float *qkv__model_params_block(qkv_model *model, size_t *n_params);
-qkv__gpt2_params *qkv__model_params(qkv_model *model);
+qkv__params *qkv__model_params(qkv_model *model);
 
 /* Writes dir/config.json and dir/model.safetensors (F32, Hugging Face names with the
  * "transformer." prefix, lm_head tied and not stored), creating dir if needed. */

@@ -182,7 +182,7 @@ qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt,
     uint64_t seed_state = sampler ? sampler->seed : 0, rng = splitmix64(&seed_state);
     if (!rng) rng = 0x9E3779B97F4A7C15ull; /* xorshift must not start at 0 */
     int bf16 = model->bf16 != NULL;
-    st = qkv__gpt2_run(model, prompt, n_prompt, kv, NULL, NULL, logits, NULL, bf16);
+    st = qkv__model_run(model, prompt, n_prompt, kv, NULL, NULL, logits, NULL, bf16);
     int pos = n_prompt, produced = 0;
     /* Thread tuning: every 64 steps, 4 probe steps alternate all threads and one thread;
      * the faster (min of 2 each) runs until the next probe. On a quiet machine all threads
@@ -202,7 +202,7 @@ qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt,
         if (probe == 0) best_full = best_one = 1e30;
         if (probe < 4) qkv__model_threads_cap(probe % 2 ? 1 : saved_cap);
         double t0 = qkv__now();
-        st = qkv__gpt2_run(model, &id, 1, kv, NULL, NULL, logits, NULL, bf16);
+        st = qkv__model_run(model, &id, 1, kv, NULL, NULL, logits, NULL, bf16);
         double dt = qkv__now() - t0;
         if (probe < 4) {
             if (probe % 2) best_one = dt < best_one ? dt : best_one;

@@ -16,7 +16,7 @@
 
 /* ---- layout ------------------------------------------------------------------------- */
 
-void qkv__gpt2_param_sizes(const qkv_model_config *cfg, size_t sizes[QKV__GPT2_N_TENSORS]) {
+void qkv__param_sizes(const qkv_model_config *cfg, size_t sizes[QKV__N_KINDS]) {
     size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->n_embd, V = (size_t)cfg->vocab_size,
            T = (size_t)cfg->n_ctx;
     sizes[0] = V * C;          /* wte */
@@ -37,15 +37,15 @@ void qkv__gpt2_param_sizes(const qkv_model_config *cfg, size_t sizes[QKV__GPT2_N
     sizes[15] = C;             /* lnf_b */
 }
 
-void qkv__gpt2_point_params(const qkv_model_config *cfg, float *block, qkv__gpt2_params *p) {
-    size_t sizes[QKV__GPT2_N_TENSORS];
-    qkv__gpt2_param_sizes(cfg, sizes);
-    float **ptrs[QKV__GPT2_N_TENSORS] = {&p->wte,   &p->wpe,    &p->ln1_w, &p->ln1_b,
+void qkv__point_params(const qkv_model_config *cfg, float *block, qkv__params *p) {
+    size_t sizes[QKV__N_KINDS];
+    qkv__param_sizes(cfg, sizes);
+    float **ptrs[QKV__N_KINDS] = {&p->wte,   &p->wpe,    &p->ln1_w, &p->ln1_b,
                                          &p->attn_w, &p->attn_b, &p->proj_w, &p->proj_b,
                                          &p->ln2_w, &p->ln2_b,  &p->fc_w,  &p->fc_b,
                                          &p->fcproj_w, &p->fcproj_b, &p->lnf_w, &p->lnf_b};
     float *at = block;
-    for (int i = 0; i < QKV__GPT2_N_TENSORS; i++) {
+    for (int i = 0; i < QKV__N_KINDS; i++) {
         *ptrs[i] = at;
         at += sizes[i];
     }
@@ -60,7 +60,7 @@ void qkv__gpt2_point_params(const qkv_model_config *cfg, float *block, qkv__gpt2
 #define LIM_VOCAB (1 << 24)
 #define LIM_PARAMS ((size_t)1 << 36) /* 64 G floats */
 
-qkv_status qkv__gpt2_check_config(const qkv_model_config *cfg) {
+qkv_status qkv__check_config(const qkv_model_config *cfg) {
     if (!cfg) return qkv__fail(QKV_EINVAL, "model config: NULL");
     if (cfg->n_layer < 1 || cfg->n_layer > LIM_LAYER)
         return qkv__fail(QKV_ERANGE, "model config: n_layer %d outside [1, %d]", cfg->n_layer, LIM_LAYER);
@@ -82,9 +82,9 @@ qkv_status qkv__gpt2_check_config(const qkv_model_config *cfg) {
     if (!(cfg->layer_norm_eps > 0.0f) || !(cfg->layer_norm_eps < 1.0f))
         return qkv__fail(QKV_ERANGE, "model config: layer_norm_epsilon %g outside (0, 1)",
                          (double)cfg->layer_norm_eps);
-    size_t sizes[QKV__GPT2_N_TENSORS], total = 0;
-    qkv__gpt2_param_sizes(cfg, sizes);
-    for (int i = 0; i < QKV__GPT2_N_TENSORS; i++) total += sizes[i]; /* limits above: no overflow */
+    size_t sizes[QKV__N_KINDS], total = 0;
+    qkv__param_sizes(cfg, sizes);
+    for (int i = 0; i < QKV__N_KINDS; i++) total += sizes[i]; /* limits above: no overflow */
     if (total > LIM_PARAMS)
         return qkv__fail(QKV_ERANGE, "model config: %zu parameters, more than the limit %zu", total,
                          LIM_PARAMS);
@@ -112,14 +112,14 @@ float *qkv__alloc_params(size_t n_floats) {
 
 qkv_status qkv__model_create(const qkv_model_config *cfg, qkv_model **out) {
     *out = NULL;
-    qkv_status st = qkv__gpt2_check_config(cfg);
+    qkv_status st = qkv__check_config(cfg);
     if (st) return st;
     qkv_model *m = calloc(1, sizeof *m);
     if (!m) return qkv__fail(QKV_ENOMEM, "model: out of memory");
     m->cfg = *cfg;
-    size_t sizes[QKV__GPT2_N_TENSORS];
-    qkv__gpt2_param_sizes(cfg, sizes);
-    for (int i = 0; i < QKV__GPT2_N_TENSORS; i++) m->n_block += sizes[i];
+    size_t sizes[QKV__N_KINDS];
+    qkv__param_sizes(cfg, sizes);
+    for (int i = 0; i < QKV__N_KINDS; i++) m->n_block += sizes[i];
     m->block = qkv__alloc_params(m->n_block);
     if (!m->block) {
         size_t n = m->n_block;
@@ -128,7 +128,7 @@ qkv_status qkv__model_create(const qkv_model_config *cfg, qkv_model **out) {
                          (double)n * 4e-6);
     }
     memset(m->block, 0, m->n_block * sizeof(float));
-    qkv__gpt2_point_params(cfg, m->block, &m->p);
+    qkv__point_params(cfg, m->block, &m->p);
     snprintf(m->name, sizeof m->name, "gpt2");
     *out = m;
     return QKV_OK;
@@ -158,7 +158,7 @@ float *qkv__model_params_block(qkv_model *model, size_t *n_params) {
     return model->block;
 }
 
-qkv__gpt2_params *qkv__model_params(qkv_model *model) { return &model->p; }
+qkv__params *qkv__model_params(qkv_model *model) { return &model->p; }
 
 
 /* ---- config.json -------------------------------------------------------------------- */
@@ -251,7 +251,7 @@ qkv_status qkv__gpt2_parse_config(const char *text, size_t len, const char *path
             goto done;
         }
     }
-    st = qkv__gpt2_check_config(cfg);
+    st = qkv__check_config(cfg);
     if (st) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", qkv_last_error());
@@ -305,19 +305,19 @@ qkv_status qkv__model_save(const qkv_model *model, const char *dir) {
     json_t *hdr = NULL;
     char *hs = NULL;
     FILE *f = NULL;
-    qkv__gpt2_tensor_entry *ents = NULL;
+    qkv__tensor_entry *ents = NULL;
     if (!cpath || !spath || !tmp) {
         st = qkv__fail(QKV_ENOMEM, "save: out of memory");
         goto done;
     }
     if ((st = write_config(model, cpath))) goto done;
 
-    ents = malloc(sizeof *ents * (size_t)qkv__gpt2_n_entries(model));
+    ents = malloc(sizeof *ents * (size_t)qkv__n_entries(model));
     if (!ents) {
         st = qkv__fail(QKV_ENOMEM, "save: out of memory");
         goto done;
     }
-    int n_ent = qkv__gpt2_tensor_table(model, ents);
+    int n_ent = qkv__tensor_table(model, ents);
     hdr = json_object();
     size_t off = 0;
     for (int i = 0; i < n_ent; i++) {
@@ -378,7 +378,7 @@ done:
 
 /* ---- tensor table --------------------------------------------------------------------- */
 
-static void ent(qkv__gpt2_tensor_entry *e, const char *name, float *data, int64_t d0, int64_t d1) {
+static void ent(qkv__tensor_entry *e, const char *name, float *data, int64_t d0, int64_t d1) {
     snprintf(e->name, sizeof e->name, "%s", name);
     e->data = data;
     e->ndim = d1 ? 2 : 1;
@@ -388,11 +388,11 @@ static void ent(qkv__gpt2_tensor_entry *e, const char *name, float *data, int64_
     e->untied = 0;
 }
 
-int qkv__gpt2_n_entries(const qkv_model *m) { return 4 + 12 * m->cfg.n_layer + (m->lm_head != NULL); }
+int qkv__n_entries(const qkv_model *m) { return 4 + 12 * m->cfg.n_layer + (m->lm_head != NULL); }
 
-int qkv__gpt2_tensor_table(const qkv_model *m, qkv__gpt2_tensor_entry *ents) {
+int qkv__tensor_table(const qkv_model *m, qkv__tensor_entry *ents) {
     const qkv_model_config *c = &m->cfg;
-    const qkv__gpt2_params *p = &m->p;
+    const qkv__params *p = &m->p;
     int64_t C = c->n_embd;
     size_t uC = (size_t)C;
     int n = 0;
