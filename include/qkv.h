@@ -223,6 +223,38 @@ qkv_status qkv_tokenizer_token_bytes(const qkv_tokenizer *tok, int id, const cha
 qkv_status qkv_tokenizer_decode(const qkv_tokenizer *tok, const int *ids, size_t n_ids,
                                 char **text, size_t *len);
 
+/* Today's models' tokenizers (docs/TOKENIZER.md, "Other formats").
+ *
+ * qkv_tokenizer_open opens whatever PATH is, decided by content, not by name:
+ *   - a folder with tokenizer.json (preferred) or vocab.json + merges.txt;
+ *   - a Hugging Face tokenizer.json: BPE, byte-level (GPT-2, Llama 3, Qwen, SmolLM2,
+ *     DeepSeek, StarCoder: the file's own Split regex) or SentencePiece-style with byte
+ *     fallback and the metaspace (Llama 2, Mistral, Gemma); normalizers, pre-tokenizers,
+ *     added tokens, the post-processor's BOS/EOS and decoders as the file says. A
+ *     component qkv does not implement is refused with its name;
+ *   - a GGUF file (tokenizer.ggml.model "gpt2" or "llama");
+ *   - a llama2.c tokenizer.bin.
+ * The qkv_tokenizer_* calls above work on all of them (token_bytes gives what a token
+ * decodes to). */
+qkv_status qkv_tokenizer_open(const char *path, qkv_tokenizer **out);
+/* llama2.c's tokenizer.bin (int32 max_token_length, then per token: float score, int32
+ * length, bytes). vocab_size 0: read tokens to the end of the file. Encodes and decodes as
+ * run.c: a dummy " " before non-empty text, <0xNN> byte fallback, merges by score. */
+qkv_status qkv_tokenizer_load_llama2c(const char *path, int vocab_size, qkv_tokenizer **out);
+/* Beginning / end of sequence ids, or -1 if the tokenizer has none. */
+int qkv_tokenizer_bos(const qkv_tokenizer *tok);
+int qkv_tokenizer_eos(const qkv_tokenizer *tok);
+
+/* Flags for qkv_tokenizer_encode_ex. */
+#define QKV_ENCODE_ALLOW_SPECIAL 1u /* special tokens written in the text are matched */
+#define QKV_ENCODE_ADD_SPECIAL 2u   /* add BOS etc. as the file's post-processor says */
+/* Encodes with flags; without QKV_ENCODE_ADD_SPECIAL the ids are those of the text alone
+ * (as llama.cpp's and Hugging Face's test vectors are made). Non-special added tokens are
+ * always matched. qkv_tokenizer_encode(..., allow_special, ...) is
+ * encode_ex(..., allow_special ? QKV_ENCODE_ALLOW_SPECIAL : 0, ...). */
+qkv_status qkv_tokenizer_encode_ex(qkv_tokenizer *tok, const char *text, size_t len,
+                                   unsigned flags, int **ids, size_t *n_ids);
+
 /* Trains a GPT-2-style byte-level BPE vocabulary of vocab_size tokens (256 bytes + merges +
  * "<|endoftext|>") on a corpus, with GPT-2's pre-tokenization, and writes
  * out_dir/vocab.json and out_dir/merges.txt (out_dir is created if missing; its parent must
@@ -232,11 +264,9 @@ qkv_status qkv_tokenizer_decode(const qkv_tokenizer *tok, const int *ids, size_t
 qkv_status qkv_bpe_train(const char *text, size_t len, int vocab_size, const char *out_dir);
 
 /* ---------------------------------------------------------------------------------------
- * GPT-2 model
- *
- * A model is a folder in the Hugging Face layout: config.json, model.safetensors and,
- * for text, vocab.json + merges.txt. Tensor names as Hugging Face writes them, with or
- * without the "transformer." prefix; F32, F16 and BF16.
+ * Models: GPT-2 and the Llama family (Llama, Mistral, Qwen2, Qwen3, SmolLM2), one parameter
+ * layout and one layer library for all (src/model/params.h, layers.h); the config says which
+ * pieces a family uses.
  * ------------------------------------------------------------------------------------- */
 
 typedef struct qkv_model qkv_model;
@@ -275,8 +305,15 @@ typedef struct qkv_model_config {
     int rope_orig_ctx; /* original_max_position_embeddings */
 } qkv_model_config;
 
-/* Loads DIR. The tokenizer is loaded when DIR has vocab.json and merges.txt. */
-qkv_status qkv_model_load(const char *dir, qkv_model **out);
+/* Loads a model: PATH is a Hugging Face folder (config.json of model_type gpt2, llama,
+ * mistral, qwen2 or qwen3 (SmolLM2, TinyLlama, Llama 3.x are llama) + model.safetensors or
+ * shards with model.safetensors.index.json; F32, F16, BF16; its tokenizer.json, or
+ * vocab.json + merges.txt, when present), a GGUF file, or a llama2.c checkpoint (.bin, with
+ * tokenizer.bin beside it when present). Decided by content, not by name. */
+qkv_status qkv_model_load(const char *path, qkv_model **out);
+/* Replaces the model's tokenizer (the model takes ownership; NULL detaches); refused when
+ * the tokenizer has more tokens than the model's vocabulary. */
+qkv_status qkv_model_set_tokenizer(qkv_model *model, qkv_tokenizer *tok);
 void qkv_model_free(qkv_model *model);
 const qkv_model_config *qkv_model_get_config(const qkv_model *model);
 /* The model's tokenizer, or NULL if DIR had none. Owned by the model. */

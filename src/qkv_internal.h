@@ -89,4 +89,14 @@ qkv_status qkv__npy_read(const char *path, qkv__npy *arr);
 qkv_status qkv__npy_save(const char *path, const float *data, int ndim, const int64_t *shape);
 void qkv__npy_free(qkv__npy *arr);
 
+/* splitmix64's finaliser: a 64-bit hash (dropout masks hash (key, element) with it). */
+static inline uint64_t qkv__mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* splitmix64 step: the trainer's one random number generator. */
+static inline uint64_t qkv__rng_next(uint64_t *s) { return qkv__mix64(*s += 0x9E3779B97F4A7C15ULL); }
+
 #endif /* QKV_INTERNAL_H */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static void usage(FILE *out) {
@@ -18,11 +19,19 @@ static void usage(FILE *out) {
             "  --host H         address to listen on (default 127.0.0.1; loopback only unless\n"
             "                   you name another address)\n"
             "  --port P         port (default 8080; 0 picks a free port and prints it)\n"
-            "  --workers N      forward passes computed at once (default 2)\n"
-            "  --pool N         HTTP worker threads (default 4)\n"
-            "  --max-conn N     open connections in all (default 128)\n"
+            "  --workers N      compute workers: forward passes computed at once (default 2)\n"
+            "  --queue N        computing requests that may wait for a worker; more get 503\n"
+            "                   (default 32)\n"
+            "  --pool N         HTTP threads (default 4)\n"
+            "  --max-conn N     open connections in all (default 1000)\n"
             "  --max-per-ip N   open connections per client address (default 64)\n"
             "  --timeout S      close connections idle for S seconds (default 15)\n"
+            "  --request-timeout S  the whole request (headers and body) must arrive within S\n"
+            "                   seconds of the connection (or of its previous request); default 10\n"
+            "  --max-inflight-mb M  response bytes held at once across connections; over it,\n"
+            "                   503 (default 256)\n"
+            "  --drain S        on SIGTERM/SIGINT: seconds requests in flight may take to finish\n"
+            "                   (default 10)\n"
             "  --threads N      compute threads per forward pass (default: cores / workers,\n"
             "                   or $QKV_THREADS)\n");
 }
@@ -53,7 +62,7 @@ int qkv__cmd_serve(int argc, char **argv) {
         }
         if (i + 1 >= argc) return qkv__cli_usage_error("serve", "unknown option or missing value: %s", a);
         const char *v = argv[++i];
-        int ok = 1;
+        int ok = 1, n = 0;
         if (!strcmp(a, "--model")) model_dir = v;
         else if (!strcmp(a, "--host")) o.host = v;
         else if (!strcmp(a, "--port")) ok = parse_int(a, v, 0, 65535, &o.port);
@@ -62,6 +71,17 @@ int qkv__cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-conn")) ok = parse_int(a, v, 1, 10000, &o.max_connections);
         else if (!strcmp(a, "--max-per-ip")) ok = parse_int(a, v, 1, 10000, &o.max_per_ip);
         else if (!strcmp(a, "--timeout")) ok = parse_int(a, v, 1, 3600, &o.timeout_s);
+        else if (!strcmp(a, "--queue")) ok = parse_int(a, v, 1, 100000, &o.queue_len);
+        else if (!strcmp(a, "--request-timeout")) {
+            ok = parse_int(a, v, 1, 3600, &n);
+            o.request_timeout_s = n;
+        } else if (!strcmp(a, "--max-inflight-mb")) {
+            ok = parse_int(a, v, 1, 1 << 20, &n);
+            o.max_inflight = (size_t)n << 20;
+        } else if (!strcmp(a, "--drain")) {
+            ok = parse_int(a, v, 1, 3600, &n);
+            o.drain_s = n;
+        }
         else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 1, 1024, &threads);
         else return qkv__cli_usage_error("serve", "unknown option %s (see qkv serve --help)", a);
         if (!ok) return 2;
@@ -89,6 +109,12 @@ int qkv__cmd_serve(int argc, char **argv) {
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* one descriptor per connection: let --max-conn be reached */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
 
     qkv__server *srv = NULL;
     st = qkv__server_start(model, &o, &srv);

@@ -1,7 +1,10 @@
 /*
- * cmd_tokenize.c -- `qkv tokenize`: GPT-2 byte-level BPE on stdin.
+ * cmd_tokenize.c -- `qkv tokenize`: a model's tokenizer on stdin.
  *
- *   qkv tokenize [--model DIR] [--special] [--stats]   raw bytes on stdin -> [ids] on stdout
+ * --model X: a folder (tokenizer.json, or vocab.json + merges.txt), a tokenizer.json, a .gguf
+ * or a llama2.c tokenizer.bin (qkv_tokenizer_open decides by content).
+ *
+ *   qkv tokenize [--model X] [--special] [--add-special] [--stats]   bytes -> [ids]
  *   qkv tokenize [--model DIR] --decode                ids on stdin -> raw bytes on stdout
  *   qkv tokenize [--model DIR] --tokens                one line per token: id, JSON string
  *   qkv tokenize [--model DIR] --jsonl                 a JSON string a line -> [ids] a line
@@ -19,12 +22,15 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: qkv tokenize [--model DIR] [--special] [--decode | --tokens | --jsonl]\n"
-            "                    [--stats [--repeat N]]\n"
+            "usage: qkv tokenize [--model X] [--special] [--add-special]\n"
+            "                    [--decode | --tokens | --jsonl] [--stats [--repeat N]]\n"
             "\n"
-            "Reads raw bytes on stdin and prints their GPT-2 BPE token ids as a JSON array.\n"
-            "DIR needs vocab.json and merges.txt (default: the built-in model, or $QKV_MODEL).\n"
-            "  --special  \"<|endoftext|>\" in the text becomes the special token (default: text)\n"
+            "Reads raw bytes on stdin and prints the token ids of the text alone as a JSON array.\n"
+            "X: a folder with tokenizer.json or vocab.json + merges.txt, a tokenizer.json, a\n"
+            ".gguf file or a llama2.c tokenizer.bin (default: the built-in model, or $QKV_MODEL).\n"
+            "  --special  special tokens written in the text (\"<|endoftext|>\", \"<s>\"...) become\n"
+            "             those tokens (default: plain text)\n"
+            "  --add-special  add BOS / EOS as the tokenizer's post-processor says (llama2.c: BOS)\n"
             "  --decode   read ids instead (a JSON array, or numbers separated by spaces or\n"
             "             commas) and write the bytes they stand for\n"
             "  --tokens   print one token a line: id, then its bytes as a JSON string\n"
@@ -197,7 +203,7 @@ static int decode_ids(const char *cmd, qkv_tokenizer *tok, const char *in, size_
 }
 
 static int encode_jsonl(const char *cmd, qkv_tokenizer *tok, const char *in, size_t len,
-                        int special) {
+                        unsigned flags) {
     size_t pos = 0;
     long line = 0;
     while (pos < len) {
@@ -216,8 +222,8 @@ static int encode_jsonl(const char *cmd, qkv_tokenizer *tok, const char *in, siz
         }
         int *ids = NULL;
         size_t n_ids = 0;
-        qkv_status st = qkv_tokenizer_encode(tok, json_string_value(v), json_string_length(v),
-                                             special, &ids, &n_ids);
+        qkv_status st = qkv_tokenizer_encode_ex(tok, json_string_value(v), json_string_length(v),
+                                                flags, &ids, &n_ids);
         json_decref(v);
         if (st) return qkv__cli_fail(cmd, st);
         print_ids(ids, n_ids);
@@ -229,17 +235,19 @@ static int encode_jsonl(const char *cmd, qkv_tokenizer *tok, const char *in, siz
 int qkv__cmd_tokenize(int argc, char **argv) {
     const char *cmd = "tokenize";
     const char *model = NULL;
-    int special = 0, decode = 0, tokens = 0, stats = 0, jsonl = 0;
+    int special = 0, decode = 0, tokens = 0, stats = 0, jsonl = 0, add_special = 0;
     long repeat = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--model")) {
-            if (++i >= argc) return qkv__cli_usage_error(cmd, "--model needs a folder");
+            if (++i >= argc) return qkv__cli_usage_error(cmd, "--model needs a folder or file");
             model = argv[i];
         } else if (!strncmp(a, "--model=", 8)) {
             model = a + 8;
         } else if (!strcmp(a, "--special")) {
             special = 1;
+        } else if (!strcmp(a, "--add-special")) {
+            add_special = 1;
         } else if (!strcmp(a, "--decode")) {
             decode = 1;
         } else if (!strcmp(a, "--tokens")) {
@@ -266,13 +274,14 @@ int qkv__cmd_tokenize(int argc, char **argv) {
         return qkv__cli_usage_error(cmd, "--decode, --tokens and --jsonl exclude each other");
     if (!model) model = qkv__cli_default_model();
     qkv_tokenizer *tok = NULL;
-    qkv_status st = qkv_tokenizer_load_dir(model, &tok);
+    qkv_status st = qkv_tokenizer_open(model, &tok);
     if (st) {
         int rc = qkv__cli_fail(cmd, st);
-        fprintf(stderr, "qkv tokenize: (the folder %s needs vocab.json and merges.txt; choose "
-                        "one with --model DIR)\n", model);
+        fprintf(stderr, "qkv tokenize: (--model takes a folder with tokenizer.json or vocab.json + "
+                        "merges.txt, a tokenizer.json, a .gguf or a llama2.c tokenizer.bin)\n");
         return rc;
     }
+    unsigned flags = (special ? QKV_ENCODE_ALLOW_SPECIAL : 0u) | (add_special ? QKV_ENCODE_ADD_SPECIAL : 0u);
     char *in = NULL;
     size_t len = 0;
     if (read_stdin(&in, &len) != 0) {
@@ -285,7 +294,7 @@ int qkv__cmd_tokenize(int argc, char **argv) {
     if (decode) {
         rc = decode_ids(cmd, tok, in, len);
     } else if (jsonl) {
-        rc = encode_jsonl(cmd, tok, in, len, special);
+        rc = encode_jsonl(cmd, tok, in, len, flags);
     } else {
         int *ids = NULL;
         size_t n = 0;
@@ -295,7 +304,7 @@ int qkv__cmd_tokenize(int argc, char **argv) {
             free(ids);
             ids = NULL;
             double t0 = qkv__now(), c0 = cpu_now();
-            st = qkv_tokenizer_encode(tok, in, len, special, &ids, &n);
+            st = qkv_tokenizer_encode_ex(tok, in, len, flags, &ids, &n);
             double t = qkv__now() - t0, c = cpu_now() - c0;
             if (r == 0 || t < dt) dt = t;
             if (r == 0 || c < dcpu) dcpu = c;

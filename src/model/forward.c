@@ -1,90 +1,28 @@
 /*
- * gpt2_forward.c -- the GPT-2 forward pass, attention capture and top-k.
+ * forward.c -- the forward pass of every family, attention capture and top-k.
  *
- *   x = wte[ids] + wpe[0..N)                                  [N, C]
- *   per layer: a = ln_1(x); qkv = a @ attn_w + attn_b          [N, 3C]
- *              o = attention(q, k, v)  (engine, strided into qkv; causal)
- *              x += o @ proj_w + proj_b
- *              m = ln_2(x); x += gelu_tanh(m @ fc_w + fc_b) @ fcproj_w + fcproj_b
- *   logits = ln_f(x) @ wte^T  (or the untied lm_head)          [N, V]
+ *   x = wte[ids] (+ wpe[0..N) when positions are learned)           [N, C]
+ *   per layer (layers.c's block, shared with training):
+ *       a = norm_1(x); q | k | v = a @ attn_w (+ b); QK-norm; RoPE     [N, W]
+ *       o = attention(q, k, v)  (engine, strided into q | k | v; causal; GQA)
+ *       x += o @ proj_w (+ b)
+ *       x += mlp(norm_2(x))      (GELU, or SwiGLU)
+ *   logits = norm_f(x) @ wte^T  (or the untied lm_head)                   [N, V]
  *
  * Interventions (qkv_model_forward_iv): residual patches on the stream entering a block,
- * head ablations and head patches on the heads' outputs before c_proj, all inside this one
- * pass; interp.c builds the ablation grid, the patching maps and the logit lens on it.
+ * head ablations and head patches on the heads' outputs before the output projection, all
+ * inside this one pass; interp.c builds the ablation grid, the patching maps and the logit
+ * lens on it.
  *
  * Re-entrant: every buffer is allocated per call; the model is only read. Several threads
  * may run forward passes on one model at once.
  */
+#include "model/layers.h"
 #include "model/model.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- element-wise pieces ------------------------------------------------------------------ */
-
-void qkv__layernorm(const float *x, int n, int c, const float *w, const float *b, float eps,
-                    float *y) {
-    int nt = n >= 16 ? qkv__model_threads() : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *xr = x + (size_t)i * c;
-        float *yr = y + (size_t)i * c;
-        float mean = 0.0f;
-        for (int k = 0; k < c; k++) mean += xr[k];
-        mean /= (float)c;
-        float var = 0.0f;
-        for (int k = 0; k < c; k++) var += (xr[k] - mean) * (xr[k] - mean);
-        var /= (float)c;
-        float rstd = 1.0f / sqrtf(var + eps);
-        for (int k = 0; k < c; k++) yr[k] = (xr[k] - mean) * rstd * w[k] + b[k];
-    }
-}
-
-/* exp(x) for x in [-87, 88] (clamped), relative error ~2e-7: range reduction by ln 2 and a
- * degree-6 polynomial, written with bit tricks so the compiler vectorises it. */
-static inline float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float t = x * 1.44269504f + shifter;
-    float k = t - shifter;
-    float r = x - k * 0.693359375f - k * -2.12194440e-4f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (4.16666418e-2f +
-                                      r * (8.33336286e-3f + r * 1.38925005e-3f)))));
-    uint32_t tb;
-    memcpy(&tb, &t, 4);
-    uint32_t bits = (tb - 0x4B400000u + 127u) << 23; /* 2^k */
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
-}
-
-/* GPT-2's GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), tanh(u) = 1 - 2/(e^2u + 1). */
-void qkv__gelu_tanh(float *x, size_t n) {
-    int nt = n >= 65536 ? qkv__model_threads() : 1;
-    const char *simd = qkv_simd_name();
-    if (qkv__cpu_has_avx512() && (!simd || !strcmp(simd, "avx512"))) {
-        size_t chunk = (n / (size_t)nt + 15) / 16 * 16;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int t = 0; t < nt; t++) {
-            size_t lo = (size_t)t * chunk, len = lo < n ? (n - lo < chunk ? n - lo : chunk) : 0;
-            if (len) qkv__gelu_tanh_avx512(x + lo, len);
-        }
-        return;
-    }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = 0.7978845608f * (v + 0.044715f * v * v * v);
-        float th = 1.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f);
-        x[i] = 0.5f * v * (1.0f + th);
-    }
-}
-
-static void add_inplace(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
-}
 
 /* ---- capture ------------------------------------------------------------------------------ */
 
@@ -102,7 +40,7 @@ void qkv_capture_free(qkv_capture *cap) {
 
 static qkv_status capture_alloc(qkv_capture *cap, const qkv_model_config *c, int n) {
     qkv_capture_free(cap);
-    int H = c->n_head, d = c->n_embd / c->n_head;
+    int H = c->n_head, d = c->head_dim;
     cap->n_layer = c->n_layer;
     cap->n_head = H;
     cap->n_tokens = n;
@@ -140,23 +78,26 @@ static void copy_head(const float *src, ptrdiff_t ld, int n, int col, int d, flo
     for (int i = 0; i < n; i++) memcpy(dst + (size_t)i * d, src + (size_t)i * ld + col, sizeof(float) * (size_t)d);
 }
 
-static void capture_layer(qkv_capture *cap, int l, const float *qkv, const float *att, int n,
-                          int C, int H) {
-    int d = C / H;
+/* With grouped heads, query head h's k and v are those of its key/value head h / (H / KV). */
+static void capture_layer(qkv_capture *cap, const qkv_model_config *c, int l, const float *qkv,
+                          const float *att, int n) {
+    qkv__dims m = qkv__dims_of(c);
+    int d = m.d, H = m.H, grp = m.H / m.KV;
     size_t hnd = (size_t)n * d, nn = (size_t)n * n;
-    ptrdiff_t ld = 3 * (ptrdiff_t)C;
-    float scale = 1.0f / sqrtf((float)d);
+    ptrdiff_t ld = m.W;
+    float scale = c->attn_scale > 0.0f ? c->attn_scale : 1.0f / sqrtf((float)d);
     for (int h = 0; h < H; h++) {
         size_t at = ((size_t)l * H + h);
+        int kcol = m.Hd + (h / grp) * d, vcol = m.Hd + m.KVd + (h / grp) * d;
         if (cap->q) {
             copy_head(qkv, ld, n, h * d, d, cap->q + at * hnd);
-            copy_head(qkv, ld, n, C + h * d, d, cap->k + at * hnd);
-            copy_head(qkv, ld, n, 2 * C + h * d, d, cap->v + at * hnd);
+            copy_head(qkv, ld, n, kcol, d, cap->k + at * hnd);
+            copy_head(qkv, ld, n, vcol, d, cap->v + at * hnd);
         }
         if (cap->head_out) copy_head(att, ld, n, h * d, d, cap->head_out + at * hnd);
         if (cap->scores) {
             float *s = cap->scores + at * nn;
-            qkv__linear_t(qkv + h * d, ld, n, d, n, qkv + C + h * d, ld, s, n);
+            qkv__linear_t(qkv + h * d, ld, n, d, n, qkv + kcol, ld, s, n);
             for (size_t i = 0; i < nn; i++) s[i] *= scale;
         }
     }
@@ -231,10 +172,10 @@ static void apply_resid(const qkv_intervention *iv, int l, float *x, int n, int 
 /* Ablations and head patches of layer l on att (head outputs in the first C floats of rows
  * of stride 3C). qkv: the layer's packed q | k | v; probs: the layer's [H, N, N] capture or
  * NULL (set to the uniform rows for UNIFORM). */
-static void apply_heads(const qkv_intervention *iv, int l, float *att, const float *qkv, int n,
-                        int C, int H, int causal, float *probs) {
-    int d = C / H;
-    size_t ld = 3 * (size_t)C;
+static void apply_heads(const qkv_intervention *iv, const qkv__dims *m, int l, float *att,
+                        const float *qkv, int n, int causal, float *probs) {
+    int d = m->d, H = m->H;
+    size_t ld = (size_t)m->W;
     if (iv->ablate) {
         for (int h = 0; h < H; h++) {
             int mode = iv->ablate[(size_t)l * H + h];
@@ -246,11 +187,11 @@ static void apply_heads(const qkv_intervention *iv, int l, float *att, const flo
                 for (int k = 0; k < d; k++) {
                     double s = 0;
                     for (int i = 0; i < n; i++) s += o[i * ld + k];
-                    float m = (float)(s / n);
-                    for (int i = 0; i < n; i++) o[i * ld + k] = m;
+                    float mean = (float)(s / n);
+                    for (int i = 0; i < n; i++) o[i * ld + k] = mean;
                 }
             } else { /* UNIFORM: mean of the values each query sees */
-                const float *v = qkv + 2 * (size_t)C + (size_t)h * d;
+                const float *v = qkv + (size_t)(m->Hd + m->KVd + (h / (m->H / m->KV)) * d);
                 for (int k = 0; k < d; k++) {
                     double s = 0, all = 0;
                     if (!causal)
@@ -294,11 +235,12 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
     if (!isfinite(temperature) || temperature < 0.0f)
         return qkv__fail(QKV_ERANGE, "forward: attention temperature %g must be > 0", (double)temperature);
     int causal = !(opts && opts->no_causal_mask);
-    int C = c->n_embd, H = c->n_head, d = C / H, L = c->n_layer, V = c->vocab_size;
+    qkv__dims m = qkv__dims_of(c);
+    int C = c->n_embd, H = m.H, d = m.d, L = c->n_layer, V = c->vocab_size;
     if (n_var < 1 || (n_var > 1 && (kv || cap || logits)))
         return qkv__fail(QKV_EINVAL, "forward: %d variants (several only without cache, capture or full logits)", n_var);
     int R = n_var * n; /* rows: the variants' sentences one after another */
-    size_t NC = (size_t)n * C, RC = (size_t)R * C;
+    size_t NC = (size_t)n * C, RC = (size_t)R * C, RW = (size_t)R * m.W;
     if (bf16 && (!model->bf16 || n_var > 1)) bf16 = 0;
     qkv_status st = QKV_OK;
     for (int v = 0; iv && v < n_var; v++) {
@@ -310,29 +252,34 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
         return qkv__fail(QKV_EINVAL, "forward: bad resume at layer %d", start_layer);
     if (cap && (st = capture_alloc(cap, c, n))) return st;
 
-    /* scratch: x, a [R, C]; qkv, att [R, 3C]; fc [R, 4C] */
-    float *x = qkv__alloc_aligned(sizeof(float) * RC * 13);
+    /* scratch: x, ln1, ln2, tmp [R, C]; qkv, att [R, W]; fch [R, F2]; fch_act [R, F] (SwiGLU) */
+    int swiglu = c->mlp == QKV_MLP_SWIGLU;
+    size_t total = 4 * RC + 2 * RW + (size_t)R * m.F2 + (swiglu ? (size_t)R * m.F : 0);
+    float *x = qkv__alloc_aligned(sizeof(float) * total);
     if (!x) return qkv__fail(QKV_ENOMEM, "forward: out of memory for %d tokens", R);
-    float *a = x + RC, *qkv = a + RC, *att = qkv + 3 * RC, *fc = att + 3 * RC;
+    qkv__block_acts ba;
+    memset(&ba, 0, sizeof ba);
+    ba.ln1 = x + RC;
+    ba.ln2 = ba.ln1 + RC;
+    ba.tmp = ba.ln2 + RC;
+    ba.qkv = ba.tmp + RC;
+    ba.att = ba.qkv + RW;
+    ba.fch = ba.att + RW;
+    ba.fch_act = swiglu ? ba.fch + (size_t)R * m.F2 : ba.fch; /* GELU in place */
+    ba.res2 = ba.res3 = x;                                    /* the stream, in place */
+    float *a = ba.ln1;                                        /* scratch for the final norm */
 
     if (x_start) {
         memcpy(x, x_start, sizeof(float) * RC);
     } else {
-        for (int i = 0; i < n; i++) {
-            const float *te = p->wte + (size_t)ids[i] * C, *pe = p->wpe + (size_t)(pos0 + i) * C;
-            for (int k = 0; k < C; k++) x[(size_t)i * C + k] = te[k] + pe[k];
-        }
+        qkv__encoder_forward(x, ids, p->wte, p->wpe, 1, n, C, pos0);
         for (int v = 1; v < n_var; v++) memcpy(x + (size_t)v * NC, x, sizeof(float) * NC);
     }
     qkv_attn_desc desc;
-    qkv_attn_desc_init(&desc, n_var, H, H, n, n, d);
+    qkv__block_attn_desc(c, &desc, n_var, n);
     desc.causal = causal;
     desc.temperature = temperature;
-    desc.q_stride_n = desc.k_stride_n = desc.v_stride_n = 3 * (ptrdiff_t)C;
-    desc.q_stride_h = desc.k_stride_h = desc.v_stride_h = d;
-    desc.q_stride_b = desc.k_stride_b = desc.v_stride_b = 3 * (ptrdiff_t)NC;
     size_t hnn = (size_t)H * n * n;
-    size_t uC = (size_t)C;
 
     /* Long prompts on several threads: if the first layer shows the threads were not all
      * running (the process used less CPU than threads x wall time: a busy machine), time the
@@ -357,65 +304,49 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
             wall0 = wall;
             cpu0 = cpu;
         }
-        const uint16_t *bw_attn = bf16 && n == 1 ? model->bf16_attn_w + ul * uC * 3 * uC : NULL;
-        const uint16_t *bw_proj = bf16 && n == 1 ? model->bf16_proj_w + ul * uC * uC : NULL;
-        const uint16_t *bw_fc = bf16 && n == 1 ? model->bf16_fc_w + ul * uC * 4 * uC : NULL;
-        const uint16_t *bw_fcproj = bf16 && n == 1 ? model->bf16_fcproj_w + ul * 4 * uC * uC : NULL;
+        qkv__block_bf16 bw = {0};
+        if (bf16 && n == 1) {
+            bw.attn_w = model->bf16_attn_w + ul * (size_t)C * m.W;
+            bw.proj_w = model->bf16_proj_w + ul * (size_t)m.Hd * C;
+            bw.fc_w = model->bf16_fc_w + ul * (size_t)C * m.F2;
+            bw.fcproj_w = model->bf16_fcproj_w + ul * (size_t)m.F * C;
+        }
         for (int v = 0; iv && v < n_var; v++) apply_resid(&iv[v], l, x + (size_t)v * NC, n, C);
         if (cap && cap->hidden) memcpy(cap->hidden + ul * NC, x, sizeof(float) * NC);
-        qkv__layernorm(x, R, C, p->ln1_w + ul * uC, p->ln1_b + ul * uC, c->layer_norm_eps, a);
-        if (bw_attn)
-            qkv__gemv(a, C, 3 * C, NULL, bw_attn, p->attn_b + ul * 3 * uC, qkv);
-        else
-            qkv__linear(a, C, R, C, 3 * C, p->attn_w + ul * uC * 3 * uC, p->attn_b + ul * 3 * uC, qkv);
+        qkv__block_attn_in(c, p, l, &ba, x, n_var, n, pos0, bf16 && n == 1 ? &bw : NULL);
         float *probs = cap && cap->probs ? cap->probs + ul * hnn : NULL;
+        float *qkv = ba.qkv, *att = ba.att;
         if (kv) {
-            st = qkv_kvcache_append(kv, l, n, qkv + C, qkv + 2 * C, d, 3 * (ptrdiff_t)C);
+            st = qkv_kvcache_append(kv, l, n, qkv + m.Hd, qkv + m.Hd + m.KVd, d, m.W);
             if (!st)
-                st = qkv_kvcache_attend(kv, l, H, n, qkv, d, 3 * (ptrdiff_t)C, att, 0.0f, temperature);
+                st = qkv_kvcache_attend(kv, l, H, n, qkv, d, m.W, att, c->attn_scale, temperature);
         } else {
-            st = qkv_attention_forward(&desc, qkv, qkv + C, qkv + 2 * C, att, NULL, probs);
+            st = qkv_attention_forward(&desc, qkv, qkv + m.Hd, qkv + m.Hd + m.KVd, att, NULL, probs);
         }
         if (st) goto done;
         for (int v = 0; iv && v < n_var; v++)
-            apply_heads(&iv[v], l, att + 3 * (size_t)v * NC, qkv + 3 * (size_t)v * NC, n, C, H, causal, probs);
-        if (cap) capture_layer(cap, l, qkv, att, n, C, H);
-        /* att rows follow q's stride (3C): the first C floats of each row are the heads' outputs */
-        if (bw_proj)
-            qkv__gemv(att, C, C, NULL, bw_proj, p->proj_b + ul * uC, a);
-        else
-            qkv__linear(att, 3 * (ptrdiff_t)C, R, C, C, p->proj_w + ul * uC * uC, p->proj_b + ul * uC, a);
-        add_inplace(x, a, RC);
-        qkv__layernorm(x, R, C, p->ln2_w + ul * uC, p->ln2_b + ul * uC, c->layer_norm_eps, a);
-        if (bw_fc)
-            qkv__gemv(a, C, 4 * C, NULL, bw_fc, p->fc_b + ul * 4 * uC, fc);
-        else
-            qkv__linear(a, C, R, C, 4 * C, p->fc_w + ul * uC * 4 * uC, p->fc_b + ul * 4 * uC, fc);
-        qkv__gelu_tanh(fc, RC * 4);
-        if (bw_fcproj)
-            qkv__gemv(fc, 4 * C, C, NULL, bw_fcproj, p->fcproj_b + ul * uC, a);
-        else
-            qkv__linear(fc, 4 * (ptrdiff_t)C, R, 4 * C, C, p->fcproj_w + ul * 4 * uC * uC,
-                        p->fcproj_b + ul * uC, a);
-        add_inplace(x, a, RC);
+            apply_heads(&iv[v], &m, l, att + (size_t)v * n * m.W, qkv + (size_t)v * n * m.W, n, causal, probs);
+        if (cap) capture_layer(cap, c, l, qkv, att, n);
+        qkv__block_attn_out(c, p, l, &ba, x, R, bf16 && n == 1 ? &bw : NULL, 0.0f, 0, 0);
     }
     qkv__model_threads_cap(saved_cap);
     if (kv && (st = qkv_kvcache_commit(kv, n))) goto done;
     for (int v = 0; iv && v < n_var; v++) apply_resid(&iv[v], L, x + (size_t)v * NC, n, C);
     if (cap && cap->hidden) memcpy(cap->hidden + (size_t)L * NC, x, sizeof(float) * NC);
-    const float *out_w = model->lm_head ? model->lm_head : p->wte;
+    const float *out_w = p->lm_head ? p->lm_head : p->wte;
+    float eps = c->layer_norm_eps;
     if (logits) {
-        qkv__layernorm(x, n, C, p->lnf_w, p->lnf_b, c->layer_norm_eps, a);
+        qkv__norm_forward(a, NULL, NULL, x, p->lnf_w, p->lnf_b, n, C, eps, c->norm);
         qkv__linear_t(a, C, n, C, V, out_w, C, logits, V);
         if (last_logits) memcpy(last_logits, logits + (size_t)(n - 1) * V, sizeof(float) * (size_t)V);
     } else if (last_logits && n_var == 1) {
-        qkv__layernorm(x + (size_t)(n - 1) * C, 1, C, p->lnf_w, p->lnf_b, c->layer_norm_eps, a);
+        qkv__norm_forward(a, NULL, NULL, x + (size_t)(n - 1) * C, p->lnf_w, p->lnf_b, 1, C, eps, c->norm);
         qkv__gemv_t(a, C, V, out_w, bf16 ? model->bf16_out : NULL, last_logits);
     } else if (last_logits) {
         /* each variant's last row: [n_var, V] */
         for (int v = 0; v < n_var; v++)
-            qkv__layernorm(x + (size_t)v * NC + (size_t)(n - 1) * C, 1, C, p->lnf_w, p->lnf_b,
-                           c->layer_norm_eps, a + (size_t)v * C);
+            qkv__norm_forward(a + (size_t)v * C, NULL, NULL, x + (size_t)v * NC + (size_t)(n - 1) * C,
+                              p->lnf_w, p->lnf_b, 1, C, eps, c->norm);
         qkv__linear_t(a, C, n_var, C, V, out_w, C, last_logits, V);
     }
 done:

@@ -1,5 +1,5 @@
 /*
- * gpt2_generate.c -- generation with a KV cache, sampling, and the BF16 weight copies.
+ * generate.c -- generation with a KV cache, sampling, and the BF16 weight copies.
  *
  * The prompt runs as one batch that fills the cache; then one token at a time, each step a
  * GEMV per matrix over weights read once (memory bound). The cache (the engine's
@@ -35,13 +35,15 @@ qkv_status qkv_model_use_bf16(qkv_model *model, int on) {
     }
     if (model->bf16) return QKV_OK;
     const qkv_model_config *c = &model->cfg;
+    qkv__dims m = qkv__dims_of(c);
     size_t L = (size_t)c->n_layer, C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
-    size_t n_attn = L * C * 3 * C, n_proj = L * C * C, n_fc = L * C * 4 * C, n_fcp = n_fc, n_out = V * C;
+    size_t n_attn = L * C * (size_t)m.W, n_proj = L * (size_t)m.Hd * C, n_fc = L * C * (size_t)m.F2,
+           n_fcp = L * (size_t)m.F * C, n_out = V * C;
     size_t total = n_attn + n_proj + n_fc + n_fcp + n_out;
     uint16_t *b = (uint16_t *)qkv__alloc_params((total + 1) / 2);
     if (!b) return qkv__fail(QKV_ENOMEM, "use_bf16: cannot allocate %.1f MB", (double)total * 2e-6);
     const float *src[5] = {model->p.attn_w, model->p.proj_w, model->p.fc_w, model->p.fcproj_w,
-                           model->lm_head ? model->lm_head : model->p.wte};
+                           model->p.lm_head ? model->p.lm_head : model->p.wte};
     size_t cnt[5] = {n_attn, n_proj, n_fc, n_fcp, n_out};
     uint16_t *at = b, *starts[5];
     for (int t = 0; t < 5; t++) {
@@ -167,13 +169,13 @@ qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt,
     qkv_status st = qkv__check_ids(model, prompt, n_prompt);
     if (st) return st;
     const qkv_model_config *c = &model->cfg;
-    int V = c->vocab_size, C = c->n_embd;
+    int V = c->vocab_size;
     long want = (long)n_prompt + max_new;
     int cap_len = want < c->n_ctx ? (int)want : c->n_ctx;
     qkv_kvcache *kv = NULL;
     float *logits = malloc(sizeof(float) * (size_t)V);
     cand *work = malloc(sizeof(cand) * (size_t)V);
-    if ((st = qkv_kvcache_create(c->n_layer, c->n_head, C / c->n_head, cap_len, &kv))) goto done;
+    if ((st = qkv_kvcache_create(c->n_layer, c->n_kv_head, c->head_dim, cap_len, &kv))) goto done;
     if (!logits || !work) {
         st = qkv__fail(QKV_ENOMEM, "generate: out of memory for a %d-token cache", cap_len);
         goto done;

@@ -188,5 +188,10 @@ qkv_status qkv__gguf_writer_save(qkv__gguf_writer *w, const char *path);
 /* The config of a GGUF model from general.architecture (llama, qwen2, qwen3, gpt2; mistral
  * files say llama) and <arch>.* hyperparameters; other architectures are refused by name. */
 qkv_status qkv__gguf_model_config(const qkv__gguf *g, qkv_model_config *cfg);
+/* Opens path as a qkv__tensor_src (model.h): Hugging Face names and layouts (llama's Q/K rows
+ * un-permuted, GPT-2's Conv1D weights transposed back), any supported tensor type read as
+ * float32; and, when cfg is not NULL, its config. path must outlive the source. */
+struct qkv__tensor_src;
+qkv_status qkv__gguf_src_open(const char *path, struct qkv__tensor_src *src, qkv_model_config *cfg);
 
 #endif /* QKV_GGUF_H */

@@ -9,6 +9,7 @@
  * of one batched pass (qkv__model_run_iv with n_var > 1: their rows share every matmul, so 12
  * heads x 20 tokens are one 240-row GEMM instead of twelve 20-row ones).
  */
+#include "model/layers.h"
 #include "model/model.h"
 
 #include <math.h>
@@ -166,14 +167,15 @@ qkv_status qkv_model_logit_lens(qkv_model *model, const float *hidden, int n_sta
     if (k < 1 || k > V) return qkv__fail(QKV_ERANGE, "logit lens: k = %d outside [1, %d]", k, V);
     if (target >= V || (target >= 0 && !target_probs))
         return qkv__fail(QKV_ERANGE, "logit lens: target %d outside [0, %d)", target, V);
-    const float *out_w = model->lm_head ? model->lm_head : p->wte;
+    const float *out_w = p->lm_head ? p->lm_head : p->wte;
     int rows = n_states * n, chunk = 32;
     float *a = qkv__alloc_aligned(sizeof(float) * ((size_t)chunk * C + (size_t)chunk * V));
     if (!a) return qkv__fail(QKV_ENOMEM, "logit lens: out of memory");
     float *lg = a + (size_t)chunk * C;
     for (int r0 = 0; r0 < rows; r0 += chunk) {
         int m = rows - r0 < chunk ? rows - r0 : chunk;
-        qkv__layernorm(hidden + (size_t)r0 * C, m, C, p->lnf_w, p->lnf_b, c->layer_norm_eps, a);
+        qkv__norm_forward(a, NULL, NULL, hidden + (size_t)r0 * C, p->lnf_w, p->lnf_b, m, C,
+                          c->layer_norm_eps, c->norm);
         qkv__linear_t(a, C, m, C, V, out_w, C, lg, V);
         for (int r = 0; r < m; r++) {
             const float *row = lg + (size_t)r * V;

@@ -8,32 +8,18 @@
 #include <stdint.h>
 
 struct qkv_model {
-    qkv_model_config cfg;
-    float *block;           /* n_block floats, the 16 tensors of gpt2.h in order */
+    qkv_model_config cfg;   /* checked: every default filled in (qkv__check_config) */
+    float *block;           /* n_block floats, the tensor kinds of params.h in order */
     size_t n_block;
-    qkv__params p;     /* pointers into block */
-    float *lm_head;         /* [V, C] untied output projection, or NULL (tied to wte) */
+    qkv__params p;          /* pointers into block */
     uint16_t *bf16;         /* BF16 copies of the matrices for generation, or NULL */
     uint16_t *bf16_attn_w, *bf16_proj_w, *bf16_fc_w, *bf16_fcproj_w, *bf16_out; /* into bf16 */
     qkv_tokenizer *tok;     /* owned, or NULL */
-    /* qkv_tokenizer_free, set where a tokenizer is attached (gpt2_load.c), so that the core
+    /* qkv_tokenizer_free, set where a tokenizer is attached (model_load.c), so that the core
      * (create/save, which training links) does not pull in the tokenizer. */
     void (*free_tok)(qkv_tokenizer *);
     char name[128];
 };
-
-/* The model's tensors by Hugging Face name (without "transformer."), in file order: wte, wpe,
- * then h.0 .. h.L-1 (12 each), ln_f, then lm_head.weight if untied. */
-typedef struct qkv__tensor_entry {
-    char name[64];
-    float *data;   /* into the model's block (or lm_head) */
-    size_t count;
-    int ndim;
-    int64_t shape[2];
-    int untied;    /* lm_head.weight: stored without the "transformer." prefix */
-} qkv__tensor_entry;
-int qkv__tensor_table(const qkv_model *m, qkv__tensor_entry *ents);
-int qkv__n_entries(const qkv_model *m); /* the table's length */
 
 /* 2 MB-aligned, huge-page-advised float storage for weights; free() it. */
 float *qkv__alloc_params(size_t n_floats);
@@ -143,11 +129,8 @@ void qkv__gelu_tanh_avx512(float *x, size_t n);
 double qkv__fma_peak_avx512(double seconds, int n_threads);
 double qkv__read_bw_avx512(const float *buf, size_t n, int reps, int n_threads);
 
-/* ---- forward pieces (gpt2_forward.c) ------------------------------------------------ */
+/* ---- forward pieces (forward.c) ------------------------------------------------ */
 
-void qkv__layernorm(const float *x, int n, int c, const float *w, const float *b, float eps,
-                    float *y);
-void qkv__gelu_tanh(float *x, size_t n);
 /* 1 <= n <= n_ctx and every id in [0, V). */
 qkv_status qkv__check_ids(const qkv_model *model, const int *ids, int n);
 qkv_status qkv__model_run(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,

@@ -89,6 +89,9 @@ typedef struct reply {
     int status;
     qkv__jw w;
     const char *allow;
+    qkv__api_cancel_fn cancel; /* may be NULL */
+    void *cancel_arg;
+    int gone;                  /* cancel said the client has gone: status 499, no body */
 } reply;
 
 static void reply_error(reply *r, int status, const char *fmt, ...) QKV__PRINTF(3, 4);
@@ -104,6 +107,17 @@ static void reply_error(reply *r, int status, const char *fmt, ...) {
     qkv__jw_lit(&r->w, "{\"error\":");
     qkv__jw_cstr(&r->w, msg);
     qkv__jw_lit(&r->w, "}");
+}
+
+/* Whether the request should stop: the client has gone (http.c looks at its socket) or the
+ * server is stopping. Asked before computing, between forward passes and between the layers of
+ * a long response; the library has no hook to stop inside a forward pass. */
+static int reply_gone(reply *r) {
+    if (r->gone) return 1;
+    if (!r->cancel || !r->cancel(r->cancel_arg)) return 0;
+    reply_error(r, QKV__SRV_CANCELLED, "the client closed the connection");
+    r->gone = 1;
+    return 1;
 }
 
 /* ---- request fields ------------------------------------------------------------------- */
@@ -192,18 +206,27 @@ static json_t *parse_object(reply *r, const char *body, size_t len) {
 
 /* Waits for a compute slot (bounded); 0 with a 503 reply when none frees up. */
 static int acquire_slot(qkv__api *api, reply *r) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double w = api->queue_wait_s;
-    ts.tv_sec += (time_t)w;
-    ts.tv_nsec += (long)((w - floor(w)) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    while (sem_timedwait(&api->slots, &ts) != 0) {
+    double deadline = qkv__now() + api->queue_wait_s;
+    if (reply_gone(r)) return 0;
+    /* in steps of 100 ms, so that a client that leaves while waiting is noticed */
+    for (;;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (sem_timedwait(&api->slots, &ts) == 0) break;
         if (errno == EINTR) continue;
-        reply_error(r, 503, "the server is busy; try again");
+        if (reply_gone(r)) return 0;
+        if (qkv__now() >= deadline) {
+            reply_error(r, 503, "the server is busy; try again");
+            return 0;
+        }
+    }
+    if (reply_gone(r)) {
+        sem_post(&api->slots);
         return 0;
     }
     return 1;
@@ -283,10 +306,12 @@ static void write_tokens(qkv__api *api, qkv__jw *w, const int *ids, int n) {
 }
 
 /* [L][H][N][N] with null for layers not in want_layer. */
-static void write_maps(qkv__jw *w, const float *maps, int L, int H, int N, const int *want_layer) {
+static void write_maps(reply *r, const float *maps, int L, int H, int N, const int *want_layer) {
+    qkv__jw *w = &r->w;
     size_t nn = (size_t)N * (size_t)N;
     qkv__jw_raw(w, "[", 1);
     for (int l = 0; l < L; l++) {
+        if (reply_gone(r)) return; /* the body is now the error: the caller stops writing */
         if (l) qkv__jw_raw(w, ",", 1);
         if (!want_layer[l]) {
             qkv__jw_lit(w, "null");
@@ -542,6 +567,7 @@ static void api_attend(qkv__api *api, reply *r, const char *body, size_t len) {
         reply_error(r, st == QKV_ENOMEM ? 503 : 500, "forward failed: %.300s", qkv_last_error());
         goto done;
     }
+    if (reply_gone(r)) goto done;
     if (top_k > 0 && qkv_top_k(last_logits, V, top_k, top_ids, top_p) != QKV_OK) {
         reply_error(r, 500, "top_k failed: %.300s", qkv_last_error());
         goto done;
@@ -566,11 +592,13 @@ static void api_attend(qkv__api *api, reply *r, const char *body, size_t len) {
     qkv__jw_lit(w, causal ? "true" : "false");
     if (cap.probs) {
         qkv__jw_key(w, "attention", 0);
-        write_maps(w, cap.probs, L, H, N, want_layer);
+        write_maps(r, cap.probs, L, H, N, want_layer);
+        if (r->gone) goto done;
     }
     if (cap.scores) {
         qkv__jw_key(w, "scores", 0);
-        write_maps(w, cap.scores, L, H, N, want_sc_layer);
+        write_maps(r, cap.scores, L, H, N, want_sc_layer);
+        if (r->gone) goto done;
     }
     /* next-token predictions after the last token */
     qkv__jw_key(w, "top", 0);
@@ -759,6 +787,7 @@ static void api_compare(qkv__api *api, reply *r, const char *body, size_t len) {
             goto done;
         }
     }
+    if (reply_gone(r)) goto done;
     qkv__jw *w = &r->w;
     const int C = api->cfg.n_embd;
     qkv__jw_lit(w, "{");
@@ -959,6 +988,7 @@ static void api_ablate(qkv__api *api, reply *r, const char *body, size_t len) {
     }
     double t1 = qkv__now();
     float base = 0;
+    if (!st && reply_gone(r)) goto done; /* between the clean pass and the grid */
     if (!st) st = qkv_model_ablation_grid(api->model, ids, N, NULL, (qkv_ablate_mode)mode, target, vs, grid, &base);
     double t_grid = qkv__now() - t1;
     if (!st && detail) {
@@ -980,6 +1010,7 @@ static void api_ablate(qkv__api *api, reply *r, const char *body, size_t len) {
         reply_error(r, st == QKV_ENOMEM ? 503 : 500, "ablation failed: %.300s", qkv_last_error());
         goto done;
     }
+    if (reply_gone(r)) goto done;
     qkv__jw *w = &r->w;
     qkv__jw_lit(w, "{");
     qkv__jw_key(w, "model", 1);
@@ -1119,6 +1150,7 @@ static void api_patch(qkv__api *api, reply *r, const char *body, size_t len) {
         reply_error(r, st == QKV_ENOMEM ? 503 : 500, "patching failed: %.300s", qkv_last_error());
         goto done;
     }
+    if (reply_gone(r)) goto done;
     qkv__jw *w = &r->w;
     qkv__jw_lit(w, "{");
     qkv__jw_key(w, "model", 1);
@@ -1233,6 +1265,7 @@ static void api_lens(qkv__api *api, reply *r, const char *body, size_t len) {
         reply_error(r, st == QKV_ENOMEM ? 503 : 500, "logit lens failed: %.300s", qkv_last_error());
         goto done;
     }
+    if (reply_gone(r)) goto done;
     qkv__jw *w = &r->w;
     qkv__jw_lit(w, "{");
     qkv__jw_key(w, "model", 1);
@@ -1367,6 +1400,7 @@ static void *stream_main(void *arg) {
     qkv__gen_stream *s = arg;
     qkv__api *api = s->api;
     const int L = api->cfg.n_layer, H = api->cfg.n_head;
+    qkv__srv_lower_priority(); /* as the compute workers: the HTTP threads come first */
     double t0 = qkv__now();
     qkv__jw w;
     qkv__jw_init(&w);
@@ -1654,9 +1688,19 @@ refuse:
 void qkv__api_handle(qkv__api *api, const char *method, const char *path, const char *body,
                      size_t body_len, int *status, char **body_out, size_t *body_len_out,
                      const char **allow) {
+    qkv__api_handle_cancellable(api, method, path, body, body_len, status, body_out, body_len_out,
+                                allow, NULL, NULL);
+}
+
+void qkv__api_handle_cancellable(qkv__api *api, const char *method, const char *path,
+                                 const char *body, size_t body_len, int *status, char **body_out,
+                                 size_t *body_len_out, const char **allow,
+                                 qkv__api_cancel_fn cancel, void *cancel_arg) {
     reply r;
     memset(&r, 0, sizeof r);
     qkv__jw_init(&r.w);
+    r.cancel = cancel;
+    r.cancel_arg = cancel_arg;
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     int is_post = !strcmp(method, "POST");
     if (!strcmp(path, "/api/model")) {
@@ -1694,7 +1738,7 @@ void qkv__api_handle(qkv__api *api, const char *method, const char *path, const 
         qkv__jw_lit(&r.w, "{\"error\":\"out of memory\"}");
         r.status = 500;
     }
-    *status = r.status ? r.status : 500;
+    *status = r.gone ? QKV__SRV_CANCELLED : r.status ? r.status : 500;
     *body_out = r.w.buf;
     *body_len_out = r.w.len;
     *allow = r.allow;

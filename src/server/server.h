@@ -25,11 +25,16 @@ typedef struct qkv__server_opts {
     const char *host;      /* "127.0.0.1" if NULL */
     int port;              /* 0 = any free port */
     int pool_threads;      /* MHD worker threads (0 = 4) */
-    int compute_slots;     /* forwards run at once; more wait (0 = 2) */
-    int max_connections;   /* 0 = 128 */
+    int compute_slots;     /* compute workers: forwards run at once (0 = 2) */
+    int max_connections;   /* 0 = 1000 */
     int max_per_ip;        /* 0 = 64 */
     int timeout_s;         /* inactivity timeout (0 = 15) */
     double queue_wait_s;   /* how long a request waits for a compute slot before 503 (0 = 30) */
+    int queue_len;         /* computing requests waiting for a worker; more get 503 (0 = 32) */
+    double request_timeout_s; /* from accept (or the end of the previous request on the
+                                 connection) to the whole request received (0 = 10) */
+    size_t max_inflight;   /* response bytes held at once, all connections (0 = 256 MiB) */
+    double drain_s;        /* on stop: how long requests in flight may take to finish (0 = 10) */
 } qkv__server_opts;
 
 typedef struct qkv__server qkv__server;
@@ -42,12 +47,28 @@ qkv_status qkv__api_create(qkv_model *model, int compute_slots, double queue_wai
                            qkv__api **out);
 void qkv__api_free(qkv__api *api);
 
+/* Asked by a cancellable request between units of work: nonzero = stop (the client has gone,
+ * or the server is stopping). */
+typedef int (*qkv__api_cancel_fn)(void *arg);
+/* The status a cancelled request ends with (nginx's "client closed request"); never sent. */
+#define QKV__SRV_CANCELLED 499
+
 /* Handles one request. path has no query string. *body_out is malloc'ed JSON (free() it);
  * *status the HTTP status; *allow (for 405) the allowed methods, static. Never fails:
  * every error is a JSON {"error": ...} body with a 4xx/5xx status. */
 void qkv__api_handle(qkv__api *api, const char *method, const char *path, const char *body,
                      size_t body_len, int *status, char **body_out, size_t *body_len_out,
                      const char **allow);
+/* The same, asking cancel(cancel_arg) before computing, between forward passes and between the
+ * layers of a long response: when it says stop, *status is QKV__SRV_CANCELLED (the body is an
+ * error to be dropped). The library has no hook inside one forward pass (see docs/HTTP.md). */
+void qkv__api_handle_cancellable(qkv__api *api, const char *method, const char *path,
+                                 const char *body, size_t body_len, int *status, char **body_out,
+                                 size_t *body_len_out, const char **allow,
+                                 qkv__api_cancel_fn cancel, void *cancel_arg);
+/* Lowers the calling thread's CPU priority (nice +10; the OpenMP threads it starts inherit it)
+ * so that the HTTP threads answering cheap requests are scheduled first. */
+void qkv__srv_lower_priority(void);
 
 /* POST /api/generate: generation streamed as newline-delimited JSON while the tokens are
  * made (docs/HTTP.md). qkv__api_generate_start validates the body and starts the generation
@@ -72,7 +93,9 @@ void qkv__api_stop_streams(qkv__api *api, double timeout_s);
 qkv_status qkv__server_start(qkv_model *model, const qkv__server_opts *opts, qkv__server **out);
 /* The port it listens on (useful after port 0). */
 int qkv__server_port(const qkv__server *srv);
-/* Stops accepting, waits for requests in flight, frees. NULL is fine. */
+/* Stops accepting (new connections are refused), lets requests in flight finish (up to
+ * drain_s; then queued ones are dropped and running ones stop at their next check), frees.
+ * NULL is fine. */
 void qkv__server_stop(qkv__server *srv);
 
 #endif /* QKV_SERVER_H */

@@ -9,7 +9,7 @@
  * Word::merge_all), so a 1 MB word costs O(n log n), not O(n^2). A per-call cache maps each
  * piece already seen in this text to its ids, so shared tokenizers need no lock.
  */
-#include "tok_internal.h"
+#include "tok_ext.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -35,6 +35,7 @@ struct qkv_tokenizer {
     uint32_t pair_mask;
     int n_merges;
     int eot;
+    qkv__tokx *ext; /* tokenizer.json, GGUF, llama2.c: everything goes to tokx.c */
 };
 
 /* ---- tables -------------------------------------------------------------------------- */
@@ -74,6 +75,7 @@ static inline int pair_lookup(const qkv_tokenizer *t, int a, int b, int *merged)
 
 void qkv_tokenizer_free(qkv_tokenizer *t) {
     if (!t) return;
+    qkv__tokx_free(t->ext);
     free(t->tok_off);
     free(t->tok_len);
     free(t->blob);
@@ -398,15 +400,40 @@ qkv_status qkv_tokenizer_load_dir(const char *dir, qkv_tokenizer **out) {
     return st;
 }
 
-int qkv_tokenizer_vocab_size(const qkv_tokenizer *t) { return t ? t->n_vocab : 0; }
-int qkv_tokenizer_eot(const qkv_tokenizer *t) { return t ? t->eot : -1; }
-int qkv__tokenizer_n_merges(const qkv_tokenizer *t) { return t ? t->n_merges : 0; }
+int qkv_tokenizer_vocab_size(const qkv_tokenizer *t) {
+    return t ? (t->ext ? t->ext->n_vocab : t->n_vocab) : 0;
+}
+int qkv_tokenizer_eot(const qkv_tokenizer *t) { return t ? (t->ext ? t->ext->eot : t->eot) : -1; }
+int qkv_tokenizer_bos(const qkv_tokenizer *t) { return t && t->ext ? t->ext->bos : -1; }
+int qkv_tokenizer_eos(const qkv_tokenizer *t) { return t ? (t->ext ? t->ext->eos : t->eot) : -1; }
+int qkv__tokenizer_n_merges(const qkv_tokenizer *t) {
+    return t ? (t->ext ? t->ext->n_merges : t->n_merges) : 0;
+}
+
+qkv_status qkv__tokenizer_wrap(qkv__tokx *x, qkv_tokenizer **out) {
+    *out = NULL;
+    qkv_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) {
+        qkv__tokx_free(x);
+        return qkv__fail(QKV_ENOMEM, "out of memory");
+    }
+    t->ext = x;
+    t->n_vocab = x->n_vocab;
+    t->eot = x->eot;
+    *out = t;
+    return QKV_OK;
+}
 
 qkv_status qkv_tokenizer_token_bytes(const qkv_tokenizer *t, int id, const char **bytes,
                                      size_t *len) {
     if (!t || !bytes || !len) return qkv__fail(QKV_EINVAL, "qkv_tokenizer_token_bytes: NULL argument");
     if (id < 0 || id >= t->n_vocab)
         return qkv__fail(QKV_ERANGE, "token id %d out of range (vocabulary of %d)", id, t->n_vocab);
+    if (t->ext) {
+        *bytes = t->ext->dblob + t->ext->doff[id];
+        *len = t->ext->dlen[id];
+        return QKV_OK;
+    }
     *bytes = t->blob + t->tok_off[id];
     *len = t->tok_len[id];
     return QKV_OK;
@@ -418,6 +445,7 @@ qkv_status qkv_tokenizer_decode(const qkv_tokenizer *t, const int *ids, size_t n
         return qkv__fail(QKV_EINVAL, "qkv_tokenizer_decode: NULL argument");
     *text = NULL;
     *len = 0;
+    if (t->ext) return qkv__tokx_decode(t->ext, ids, n_ids, text, len);
     size_t total = 0;
     for (size_t i = 0; i < n_ids; i++) {
         if (ids[i] < 0 || ids[i] >= t->n_vocab)
@@ -689,6 +717,9 @@ qkv_status qkv_tokenizer_encode(qkv_tokenizer *t, const char *text, size_t len, 
         return qkv__fail(QKV_EINVAL, "qkv_tokenizer_encode: NULL argument");
     *ids = NULL;
     *n_ids = 0;
+    if (t->ext)
+        return qkv__tokx_encode(t->ext, text, len, allow_special ? QKV_ENCODE_ALLOW_SPECIAL : 0,
+                                ids, n_ids);
     id_buf out = {0};
     bpe_work w = {0};
     piece_cache c = {0};
@@ -732,4 +763,17 @@ qkv_status qkv_tokenizer_encode(qkv_tokenizer *t, const char *text, size_t len, 
     *ids = out.ids;
     *n_ids = out.n;
     return QKV_OK;
+}
+
+qkv_status qkv_tokenizer_encode_ex(qkv_tokenizer *t, const char *text, size_t len, unsigned flags,
+                                   int **ids, size_t *n_ids) {
+    if (!t || !ids || !n_ids || (!text && len))
+        return qkv__fail(QKV_EINVAL, "qkv_tokenizer_encode_ex: NULL argument");
+    if (flags & ~(QKV_ENCODE_ALLOW_SPECIAL | QKV_ENCODE_ADD_SPECIAL))
+        return qkv__fail(QKV_EINVAL, "qkv_tokenizer_encode_ex: unknown flags 0x%x", flags);
+    *ids = NULL;
+    *n_ids = 0;
+    if (t->ext) return qkv__tokx_encode(t->ext, text, len, flags, ids, n_ids);
+    /* GPT-2's files add nothing around the text */
+    return qkv_tokenizer_encode(t, text, len, (flags & QKV_ENCODE_ALLOW_SPECIAL) != 0, ids, n_ids);
 }

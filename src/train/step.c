@@ -18,9 +18,6 @@ static int n_threads(void) {
 
 qkv_status qkv__trainer_init(qkv__trainer *t, qkv_model *model, int B, int T) {
     memset(t, 0, sizeof *t);
-    if (model->lm_head)
-        return qkv__fail(QKV_EUNSUPPORTED, "train: model %s has an untied lm_head; training needs "
-                         "the output projection tied to wte", qkv_model_name(model));
     t->model = model;
     t->cfg = *qkv_model_get_config(model);
     t->params = qkv__model_params_block(model, &t->n_params);
@@ -146,5 +143,5 @@ qkv_status qkv_model_grad(qkv_model *model, const int *ids, int n, float *loss, 
 
 qkv_status qkv_model_grad_save(const qkv_model *model, const float *grads, const char *path) {
     if (!model || !grads || !path) return qkv__fail(QKV_EINVAL, "grad: NULL argument");
-    return qkv__train_save_named(qkv_model_get_config(model), grads, path);
+    return qkv__save_named(qkv_model_get_config(model), grads, path);
 }
