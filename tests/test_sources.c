@@ -175,6 +175,24 @@ static void test_config_mistral_qwen(void) {
     ASSERT_OK(parse("{\"model_type\":\"mistral\",\"hidden_size\":256,\"num_attention_heads\":8,"
                     "\"num_key_value_heads\":2,\"max_position_embeddings\":128,\"sliding_window\":null}", &c));
     ASSERT_EQ_INT(c.n_ctx, 128);
+    /* absent: MistralConfig's default window of 4096 */
+    ASSERT_OK(parse("{\"model_type\":\"mistral\",\"hidden_size\":256,\"num_attention_heads\":8,"
+                    "\"max_position_embeddings\":32768}", &c));
+    ASSERT_EQ_INT(c.n_ctx, 4096);
+    /* Qwen: only with use_sliding_window, and only if some layer is at or past
+     * max_window_layers */
+    ASSERT_OK(parse("{\"model_type\":\"qwen2\",\"hidden_size\":256,\"num_attention_heads\":4,"
+                    "\"num_key_value_heads\":2,\"num_hidden_layers\":2,\"max_position_embeddings\":256,"
+                    "\"use_sliding_window\":true,\"sliding_window\":64,\"max_window_layers\":1}", &c));
+    ASSERT_EQ_INT(c.n_ctx, 64);
+    ASSERT_OK(parse("{\"model_type\":\"qwen2\",\"hidden_size\":256,\"num_attention_heads\":4,"
+                    "\"num_key_value_heads\":2,\"num_hidden_layers\":2,\"max_position_embeddings\":256,"
+                    "\"use_sliding_window\":true,\"sliding_window\":64,\"max_window_layers\":2}", &c));
+    ASSERT_EQ_INT(c.n_ctx, 256);
+    ASSERT_OK(parse("{\"model_type\":\"qwen3\",\"hidden_size\":256,\"num_attention_heads\":4,"
+                    "\"num_key_value_heads\":2,\"num_hidden_layers\":2,\"max_position_embeddings\":256,"
+                    "\"sliding_window\":64,\"max_window_layers\":0}", &c));
+    ASSERT_EQ_INT(c.n_ctx, 256);
     /* Qwen2.5-0.5B */
     ASSERT_OK(parse("{\"model_type\":\"qwen2\",\"hidden_size\":896,\"intermediate_size\":4864,"
                     "\"num_hidden_layers\":24,\"num_attention_heads\":14,\"num_key_value_heads\":2,"
@@ -647,6 +665,57 @@ static void test_llama2c_bad_headers(void) {
     rm_rf(d);
 }
 
+/* Every byte of each header kind set to each of a few values: opened or refused, never a
+ * crash (the ASan build checks every access), and an opened file reads back whole. */
+static void test_llama2c_header_mutations(void) {
+    char *d = tmp_dir();
+    char path[256];
+    snprintf(path, sizeof path, "%s/m.bin", d);
+    static const uint8_t vals[] = {0x00, 0x01, 0x02, 0x7f, 0x80, 0xff};
+    l2c_spec specs[] = {{0, 16, 40, 2, 4, 2, 32, 8, 0, 0}, {1, 16, 40, 2, 4, 2, 32, 8, 1, 0},
+                        {2, 16, 40, 2, 4, 2, 32, 8, 0, 8}};
+    float *buf = malloc(sizeof(float) * 4096);
+    int opened = 0, refused_n = 0;
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+        size_t bytes = l2c_write(path, specs[k], 0);
+        FILE *f = fopen(path, "rb");
+        uint8_t *orig = malloc(bytes);
+        ASSERT(fread(orig, 1, bytes, f) == bytes);
+        fclose(f);
+        int n_hdr = specs[k].version == 0 ? 28 : 41;
+        for (int at = 0; at < n_hdr; at++)
+            for (size_t v = 0; v < sizeof vals; v++) {
+                uint8_t *m = malloc(bytes);
+                memcpy(m, orig, bytes);
+                m[at] = vals[v];
+                write_bytes(path, m, bytes);
+                free(m);
+                qkv_model_config c;
+                qkv__tensor_src s;
+                if (qkv__llama2c_open(path, &c, &s) != QKV_OK) {
+                    ASSERT(qkv_last_error()[0]);
+                    refused_n++;
+                    continue;
+                }
+                opened++;
+                const char *names[] = {"model.embed_tokens.weight", "model.layers.1.mlp.down_proj.weight",
+                                       "lm_head.weight", "model.norm.weight"};
+                for (int t = 0; t < 4; t++) {
+                    int nd;
+                    int64_t shape[QKV__ST_MAX_DIMS];
+                    if (!s.shape(s.ctx, names[t], &nd, shape)) continue;
+                    ASSERT(shape[0] * (nd == 2 ? shape[1] : 1) <= 4096);
+                    ASSERT_OK(s.read(s.ctx, names[t], buf));
+                }
+                s.close(s.ctx);
+            }
+        free(orig);
+    }
+    ASSERT(opened > 0 && refused_n > 0);
+    free(buf);
+    rm_rf(d);
+}
+
 int main(void) {
     RUN(test_config_llama_smollm2);
     RUN(test_config_llama3_scaling);
@@ -659,5 +728,6 @@ int main(void) {
     RUN(test_llama2c_aidreams);
     RUN(test_llama2c_written);
     RUN(test_llama2c_bad_headers);
+    RUN(test_llama2c_header_mutations);
     return test_summary();
 }

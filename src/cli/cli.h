@@ -45,5 +45,7 @@ int qkv__cli_read_ids(const char *s, int **ids, int *n);
  * installed copy). Never NULL;
  * the string is static. */
 const char *qkv__cli_default_model(void);
+/* qkv_model_load, then the tokenizer given by --tokenizer FILE (any command), if any. */
+qkv_status qkv__cli_load_model(const char *path, qkv_model **out);
 
 #endif /* QKV_CLI_H */

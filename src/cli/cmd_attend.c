@@ -351,7 +351,7 @@ int qkv__cmd_attend(int argc, char **argv) {
     int default_model = !model_dir;
     if (!model_dir)
         model_dir = qkv__cli_default_model();
-    if ((st = qkv_model_load(model_dir, &model))) {
+    if ((st = qkv__cli_load_model(model_dir, &model))) {
         fprintf(stderr, "qkv attend: error: cannot load the model '%s': %s\n", model_dir,
                 *qkv_last_error() ? qkv_last_error() : qkv_strerror(st));
         if (default_model)

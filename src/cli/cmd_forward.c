@@ -115,7 +115,7 @@ int qkv__cmd_forward(int argc, char **argv) {
     if (!model_dir) model_dir = qkv__cli_default_model();
 
     qkv_model *model = NULL;
-    qkv_status st = qkv_model_load(model_dir, &model);
+    qkv_status st = qkv__cli_load_model(model_dir, &model);
     if (st) return qkv__cli_fail("forward", st);
     const qkv_model_config *cfg = qkv_model_get_config(model);
     qkv_tokenizer *tok = qkv_model_tokenizer(model);

@@ -293,7 +293,7 @@ int qkv__cmd_generate(int argc, char **argv) {
     attn_topk = !strcmp(attn_format, "topk") ? (int)attn_k : 0;
 
     qkv_model *model = NULL;
-    qkv_status st = qkv_model_load(model_dir, &model);
+    qkv_status st = qkv__cli_load_model(model_dir, &model);
     if (st) return qkv__cli_fail("generate", st);
     qkv_tokenizer *tok = qkv_model_tokenizer(model);
     const qkv_model_config *cfg = qkv_model_get_config(model);
@@ -308,10 +308,14 @@ int qkv__cmd_generate(int argc, char **argv) {
     if (prompt) {
         if (!tok) {
             qkv_model_free(model);
-            return qkv__cli_usage_error("generate", "%s has no vocab.json + merges.txt: use --ids", model_dir);
+            return qkv__cli_usage_error("generate", "%s has no tokenizer (give --tokenizer FILE, or use --ids)",
+                                        model_dir);
         }
         size_t nn = 0;
-        if ((st = qkv_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &nn))) goto fail;
+        /* with the tokenizer's own specials: BOS for Llama-family tokenizers and llama2.c
+         * (run.c starts from BOS), nothing for GPT-2's */
+        if ((st = qkv_tokenizer_encode_ex(tok, prompt, strlen(prompt), QKV_ENCODE_ADD_SPECIAL, &ids, &nn)))
+            goto fail;
         if (nn > (size_t)cfg->n_ctx) {
             st = qkv__fail(QKV_ETOOLONG, "the prompt is %zu tokens, more than the model's context of %d",
                            nn, cfg->n_ctx);

@@ -73,7 +73,7 @@ int qkv__cmd_grad(int argc, char **argv) {
     if (threads) qkv_set_threads(threads);
     if (!model_dir) model_dir = qkv__cli_default_model();
     qkv_model *model = NULL;
-    qkv_status st = qkv_model_load(model_dir, &model);
+    qkv_status st = qkv__cli_load_model(model_dir, &model);
     float *grads = NULL;
     float loss = 0.0f;
     if (!st) {

@@ -51,7 +51,7 @@ int qkv__cmd_heads(int argc, char **argv) {
     }
     if (!model_dir) model_dir = qkv__cli_default_model();
     qkv_model *model = NULL;
-    qkv_status st = qkv_model_load(model_dir, &model);
+    qkv_status st = qkv__cli_load_model(model_dir, &model);
     if (st) return qkv__cli_fail("heads", st);
     qkv_head_scores hs;
     st = qkv_model_head_scores(model, &hs);

@@ -85,7 +85,35 @@ const char *qkv__cli_default_model(void) {
     return path;
 }
 
+/* --tokenizer FILE, taken out of the arguments of every command that loads a model: the
+ * tokenizer to attach (a llama2.c tokenizer.bin, a tokenizer.json, a folder, a GGUF). */
+static const char *tokenizer_path;
+
+qkv_status qkv__cli_load_model(const char *path, qkv_model **out) {
+    qkv_status st = qkv_model_load(path, out);
+    if (st || !tokenizer_path) return st;
+    qkv_tokenizer *tok = NULL;
+    if (!(st = qkv_tokenizer_open(tokenizer_path, &tok)) && (st = qkv_model_set_tokenizer(*out, tok)))
+        qkv_tokenizer_free(tok);
+    if (st) {
+        qkv_model_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "tokenize") && strcmp(argv[1], "train") && strcmp(argv[1], "vocab")) {
+        int k = 2;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
+                tokenizer_path = argv[++i];
+                continue;
+            }
+            argv[k++] = argv[i];
+        }
+        argc = k;
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -258,13 +258,20 @@ static qkv_status parse_llama_family(json_t *root, const family_defaults *fd, co
                          cfg->rope_dim, cfg->head_dim);
     cfg->rope_interleaved = 0; /* HF stores q/k rows for rotate_half (pairs i, i + d/2) */
 
-    /* sliding windows: Mistral's applies to every layer when set; Qwen's only with
-     * use_sliding_window (to the layers from max_window_layers on) */
-    int window = 0, use_window = !strcmp(fd->name, "mistral");
-    if ((st = get_bool(root, "use_sliding_window", path, &use_window)) ||
-        (st = get_int(root, "sliding_window", 1, INT32_MAX, path, &window, NULL)))
-        return st;
-    if (use_window) cap_sliding_window(cfg, window);
+    /* sliding windows (class default 4096 where the class has one; null = none): Mistral's
+     * applies to every layer; Qwen's only with use_sliding_window, and then to the layers
+     * from max_window_layers on */
+    if (strcmp(fd->name, "llama")) {
+        int window = 4096, mistral = !strcmp(fd->name, "mistral"), use_window = mistral,
+            first_layer = mistral ? 0 : 28;
+        json_t *jw = json_object_get(root, "sliding_window");
+        if (jw && json_is_null(jw)) window = 0;
+        if ((st = get_bool(root, "use_sliding_window", path, &use_window)) ||
+            (st = get_int(root, "sliding_window", 1, INT32_MAX, path, &window, NULL)) ||
+            (!mistral && (st = get_int(root, "max_window_layers", 0, INT32_MAX, path, &first_layer, NULL))))
+            return st;
+        if (mistral || (use_window && first_layer < cfg->n_layer)) cap_sliding_window(cfg, window);
+    }
 
     /* the total, in 64 bits (the caps above keep each product far below 2^63) */
     uint64_t C = (uint64_t)cfg->n_embd, V = (uint64_t)cfg->vocab_size, L = (uint64_t)cfg->n_layer,

@@ -29,16 +29,17 @@ static void close_src(qkv__tensor_src *src) {
     memset(src, 0, sizeof *src);
 }
 
-/* The name the source has for entry name: as is, or GPT-2's without "transformer.". */
+/* The name the source has for entry name: as is, or without its "transformer." (GPT-2) or
+ * "model." (Llama family) prefix, as base-model checkpoints store them. */
 static qkv_status find_name(const qkv__tensor_src *src, const char *name, const char **found,
                             int *ndim, int64_t shape[QKV__ST_MAX_DIMS]) {
     int with = src->shape(src->ctx, name, ndim, shape);
-    const char *bare = !strncmp(name, "transformer.", 12) ? name + 12 : NULL;
+    const char *bare = !strncmp(name, "transformer.", 12) ? name + 12 : !strncmp(name, "model.", 6) ? name + 6 : NULL;
     int64_t s2[QKV__ST_MAX_DIMS];
     int nd2 = 0, without = bare ? src->shape(src->ctx, bare, &nd2, s2) : 0;
     if (with && without)
-        return qkv__fail(QKV_EFORMAT, "%s: tensor %s appears twice (with and without \"transformer.\")",
-                         src->path, bare);
+        return qkv__fail(QKV_EFORMAT, "%s: tensor %s appears twice (with and without its prefix \"%.*s\")",
+                         src->path, bare, (int)(bare - name), name);
     if (without) {
         *ndim = nd2;
         memcpy(shape, s2, sizeof s2);

@@ -92,6 +92,8 @@ typedef struct reply {
     qkv__api_cancel_fn cancel; /* may be NULL */
     void *cancel_arg;
     int gone;                  /* cancel said the client has gone: status 499, no body */
+    int want_binary;           /* the client asked for the binary form (POST /api/attend) */
+    int binary;                /* the body is the binary form */
 } reply;
 
 static void reply_error(reply *r, int status, const char *fmt, ...) QKV__PRINTF(3, 4);
@@ -325,6 +327,86 @@ static void write_maps(reply *r, const float *maps, int L, int H, int N, const i
         qkv__jw_raw(w, "]", 1);
     }
     qkv__jw_raw(w, "]", 1);
+}
+
+/* ---- the binary form (docs/HTTP.md, "Binary form") ---------------------------------------
+ *
+ *   "QKVATTN1"   8 bytes
+ *   J            uint32, little-endian: bytes of the JSON header that follows
+ *   header       J bytes: the JSON response, with each map replaced by its descriptor
+ *                {"dtype": "float32", "shape": [n, H, N, N], "layers": [...], "offset": o,
+ *                 "bytes": b}; padded with spaces so that the data starts 4-byte aligned
+ *   data         the maps, float32 little-endian, each at 12 + J + offset */
+
+#define QKV__BIN_MAGIC "QKVATTN1"
+
+static void write_map_desc(qkv__jw *w, int L, int H, int N, const int *want_layer, size_t *offset) {
+    int n = 0;
+    for (int l = 0; l < L; l++) n += want_layer[l] != 0;
+    size_t bytes = (size_t)n * (size_t)H * (size_t)N * (size_t)N * sizeof(float);
+    qkv__jw_lit(w, "{\"dtype\":\"float32\",\"shape\":[");
+    qkv__jw_int(w, n);
+    qkv__jw_lit(w, ",");
+    qkv__jw_int(w, H);
+    qkv__jw_lit(w, ",");
+    qkv__jw_int(w, N);
+    qkv__jw_lit(w, ",");
+    qkv__jw_int(w, N);
+    qkv__jw_lit(w, "],\"layers\":[");
+    for (int l = 0, k = 0; l < L; l++)
+        if (want_layer[l]) {
+            if (k++) qkv__jw_lit(w, ",");
+            qkv__jw_int(w, l);
+        }
+    qkv__jw_lit(w, "],\"offset\":");
+    qkv__jw_int(w, (long long)*offset);
+    qkv__jw_lit(w, ",\"bytes\":");
+    qkv__jw_int(w, (long long)bytes);
+    qkv__jw_lit(w, "}");
+    *offset += bytes;
+}
+
+/* Replaces r's JSON (the header) by the whole binary body; 0 (with the reply set) on failure
+ * or when the client has gone. maps[k] may be NULL (not captured). */
+static int pack_binary(reply *r, const float *const maps[2], const int *const wants[2], int L,
+                       int H, int N, size_t data_bytes) {
+    size_t json = r->w.len, pad = (4 - (12 + json) % 4) % 4;
+    size_t head = 12 + json + pad, total = head + data_bytes;
+    if (json + pad > UINT32_MAX) {
+        reply_error(r, 500, "response header too large");
+        return 0;
+    }
+    char *buf = malloc(total);
+    if (!buf) {
+        reply_error(r, 503, "out of memory for a %zu-byte response", total);
+        return 0;
+    }
+    uint32_t j = (uint32_t)(json + pad);
+    memcpy(buf, QKV__BIN_MAGIC, 8);
+    unsigned char le[4] = {(unsigned char)j, (unsigned char)(j >> 8), (unsigned char)(j >> 16),
+                           (unsigned char)(j >> 24)};
+    memcpy(buf + 8, le, 4);
+    memcpy(buf + 12, r->w.buf, json);
+    memset(buf + 12 + json, ' ', pad);
+    size_t at = head, per_layer = (size_t)H * (size_t)N * (size_t)N;
+    for (int k = 0; k < 2; k++) {
+        if (!maps[k]) continue;
+        for (int l = 0; l < L; l++) {
+            if (!wants[k][l]) continue;
+            if (reply_gone(r)) {
+                free(buf);
+                return 0;
+            }
+            /* float32 as stored: little-endian on every machine qkv builds for (x86-64) */
+            memcpy(buf + at, maps[k] + (size_t)l * per_layer, per_layer * sizeof(float));
+            at += per_layer * sizeof(float);
+        }
+    }
+    qkv__jw_free(&r->w);
+    r->w.buf = buf;
+    r->w.len = r->w.cap = total;
+    r->binary = 1;
+    return 1;
 }
 
 /* ---- GET /api/model ------------------------------------------------------------------- */
@@ -590,14 +672,17 @@ static void api_attend(qkv__api *api, reply *r, const char *body, size_t len) {
     qkv__jw_float(w, (float)temperature);
     qkv__jw_key(w, "causal", 0);
     qkv__jw_lit(w, causal ? "true" : "false");
+    size_t bin_bytes = 0; /* binary form: the arrays described so far */
     if (cap.probs) {
         qkv__jw_key(w, "attention", 0);
-        write_maps(r, cap.probs, L, H, N, want_layer);
+        if (r->want_binary) write_map_desc(w, L, H, N, want_layer, &bin_bytes);
+        else write_maps(r, cap.probs, L, H, N, want_layer);
         if (r->gone) goto done;
     }
     if (cap.scores) {
         qkv__jw_key(w, "scores", 0);
-        write_maps(r, cap.scores, L, H, N, want_sc_layer);
+        if (r->want_binary) write_map_desc(w, L, H, N, want_sc_layer, &bin_bytes);
+        else write_maps(r, cap.scores, L, H, N, want_sc_layer);
         if (r->gone) goto done;
     }
     /* next-token predictions after the last token */
@@ -684,9 +769,16 @@ static void api_attend(qkv__api *api, reply *r, const char *body, size_t len) {
     qkv__jw_key(w, "forward_ms", 0);
     qkv__jw_float(w, (float)(t_forward * 1e3));
     qkv__jw_lit(w, "}");
-    if (w->oom) reply_error(r, 500, "out of memory writing the response");
+    if (w->oom) {
+        reply_error(r, 500, "out of memory writing the response");
+        goto done;
+    }
+    if (r->want_binary) {
+        const float *maps[2] = {cap.probs, cap.scores};
+        const int *wants[2] = {want_layer, want_sc_layer};
+        if (!pack_binary(r, maps, wants, L, H, N, bin_bytes)) goto done;
+    }
     r->status = 200;
-    if (w->oom) r->status = 500;
 
 done:
     if (have_slot) release_slot(api);
@@ -1688,19 +1780,23 @@ refuse:
 void qkv__api_handle(qkv__api *api, const char *method, const char *path, const char *body,
                      size_t body_len, int *status, char **body_out, size_t *body_len_out,
                      const char **allow) {
-    qkv__api_handle_cancellable(api, method, path, body, body_len, status, body_out, body_len_out,
-                                allow, NULL, NULL);
+    qkv__api_call c = {.method = method, .path = path, .body = body, .body_len = body_len};
+    qkv__api_run(api, &c);
+    *status = c.status;
+    *body_out = c.out;
+    *body_len_out = c.out_len;
+    *allow = c.allow;
 }
 
-void qkv__api_handle_cancellable(qkv__api *api, const char *method, const char *path,
-                                 const char *body, size_t body_len, int *status, char **body_out,
-                                 size_t *body_len_out, const char **allow,
-                                 qkv__api_cancel_fn cancel, void *cancel_arg) {
+void qkv__api_run(qkv__api *api, qkv__api_call *call) {
+    const char *method = call->method, *path = call->path, *body = call->body;
+    size_t body_len = call->body_len;
     reply r;
     memset(&r, 0, sizeof r);
     qkv__jw_init(&r.w);
-    r.cancel = cancel;
-    r.cancel_arg = cancel_arg;
+    r.cancel = call->cancel;
+    r.cancel_arg = call->cancel_arg;
+    r.want_binary = call->want_binary;
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     int is_post = !strcmp(method, "POST");
     if (!strcmp(path, "/api/model")) {
@@ -1738,8 +1834,9 @@ void qkv__api_handle_cancellable(qkv__api *api, const char *method, const char *
         qkv__jw_lit(&r.w, "{\"error\":\"out of memory\"}");
         r.status = 500;
     }
-    *status = r.gone ? QKV__SRV_CANCELLED : r.status ? r.status : 500;
-    *body_out = r.w.buf;
-    *body_len_out = r.w.len;
-    *allow = r.allow;
+    call->status = r.gone ? QKV__SRV_CANCELLED : r.status ? r.status : 500;
+    call->out = r.w.buf;
+    call->out_len = r.w.len;
+    call->allow = r.allow;
+    call->binary = r.binary && call->status == 200;
 }

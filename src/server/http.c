@@ -81,6 +81,7 @@ typedef struct request {
     char method[8];
     char *path;
     int status, cancelled;
+    int want_binary, binary; /* the binary form asked for / given (POST /api/attend) */
     char *out;
     size_t out_len;
     const char *allow;
@@ -178,8 +179,8 @@ static enum MHD_Result send_error(qkv__server *srv, struct MHD_Connection *conn,
 /* Queues a JSON response; takes ownership of body (malloc'ed). The body counts against the
  * server's byte budget until MHD has sent it or dropped it; over the budget the client gets 503
  * instead (a client that reads nothing keeps its response held until the idle timeout). */
-static enum MHD_Result send_json(qkv__server *srv, struct MHD_Connection *conn, int status,
-                                 char *body, size_t len, const char *allow) {
+static enum MHD_Result send_body(qkv__server *srv, struct MHD_Connection *conn, int status,
+                                 char *body, size_t len, const char *allow, int binary) {
     pthread_mutex_lock(&srv->lock);
     int over = len > 4096 && srv->inflight + len > srv->max_inflight;
     if (over) srv->stats.over_budget++;
@@ -206,7 +207,8 @@ static enum MHD_Result send_json(qkv__server *srv, struct MHD_Connection *conn, 
         }
         return MHD_NO;
     }
-    MHD_add_response_header(resp, "Content-Type", "application/json; charset=utf-8");
+    MHD_add_response_header(resp, "Content-Type",
+                            binary ? "application/octet-stream" : "application/json; charset=utf-8");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (allow) MHD_add_response_header(resp, "Allow", allow);
     if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
@@ -216,6 +218,11 @@ static enum MHD_Result send_json(qkv__server *srv, struct MHD_Connection *conn, 
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+static enum MHD_Result send_json(qkv__server *srv, struct MHD_Connection *conn, int status,
+                                 char *body, size_t len, const char *allow) {
+    return send_body(srv, conn, status, body, len, allow, 0);
 }
 
 static enum MHD_Result send_error(qkv__server *srv, struct MHD_Connection *conn, int status,
@@ -415,9 +422,15 @@ static void run_job(qkv__server *srv, request *req) {
         req->cancelled = 1;
         count = &srv->stats.cancelled_queued;
     } else {
-        qkv__api_handle_cancellable(srv->api, req->method, req->path, req->body, req->len,
-                                    &req->status, &req->out, &req->out_len, &req->allow,
-                                    job_cancelled, req);
+        qkv__api_call call = {.method = req->method, .path = req->path, .body = req->body,
+                              .body_len = req->len, .want_binary = req->want_binary,
+                              .cancel = job_cancelled, .cancel_arg = req};
+        qkv__api_run(srv->api, &call);
+        req->status = call.status;
+        req->out = call.out;
+        req->out_len = call.out_len;
+        req->allow = call.allow;
+        req->binary = call.binary;
         if (req->status == QKV__SRV_CANCELLED) {
             req->cancelled = 1;
             count = &srv->stats.cancelled_running;
@@ -676,12 +689,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->cancelled) return MHD_NO; /* the client has gone: close */
         char *out = req->out;
         req->out = NULL;
-        return send_json(srv, conn, req->status, out, req->out_len, req->allow);
+        return send_body(srv, conn, req->status, out, req->out_len, req->allow, req->binary);
     }
     if (req->job == JOB_QUEUED) return MHD_YES; /* not ours yet (should not be called) */
     if (req->too_big) return send_error(srv, conn, 413, "request body too large (limit 65536 bytes)", NULL);
     if (!strcmp(url, "/api/generate") && !strcmp(method, "POST")) return start_stream(srv, conn, req);
-    if (computes(method, url)) return queue_job(srv, conn, req, method, url);
+    if (computes(method, url)) {
+        /* the binary form of the maps: ?format=bin, or Accept: application/octet-stream */
+        const char *fmt = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
+        const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+        if (fmt && strcmp(fmt, "bin") && strcmp(fmt, "json"))
+            return send_error(srv, conn, 400, "format must be json or bin", NULL);
+        req->want_binary = fmt ? !strcmp(fmt, "bin")
+                               : accept && strstr(accept, "application/octet-stream") != NULL;
+        return queue_job(srv, conn, req, method, url);
+    }
     if (!strcmp(url, "/api/stats")) {
         if (strcmp(method, "GET") && strcmp(method, "HEAD"))
             return send_error(srv, conn, 405, "/api/stats: use GET", "GET, HEAD");

@@ -59,13 +59,23 @@ typedef int (*qkv__api_cancel_fn)(void *arg);
 void qkv__api_handle(qkv__api *api, const char *method, const char *path, const char *body,
                      size_t body_len, int *status, char **body_out, size_t *body_len_out,
                      const char **allow);
-/* The same, asking cancel(cancel_arg) before computing, between forward passes and between the
- * layers of a long response: when it says stop, *status is QKV__SRV_CANCELLED (the body is an
- * error to be dropped). The library has no hook inside one forward pass (see docs/HTTP.md). */
-void qkv__api_handle_cancellable(qkv__api *api, const char *method, const char *path,
-                                 const char *body, size_t body_len, int *status, char **body_out,
-                                 size_t *body_len_out, const char **allow,
-                                 qkv__api_cancel_fn cancel, void *cancel_arg);
+/* One request, with what the HTTP side adds: cancellation, asked before computing, between
+ * forward passes and between the layers of a long response (when it says stop, status is
+ * QKV__SRV_CANCELLED and the body an error to drop; the library has no hook inside one forward
+ * pass, see docs/HTTP.md), and the binary form of POST /api/attend. */
+typedef struct qkv__api_call {
+    const char *method, *path, *body; /* in */
+    size_t body_len;
+    int want_binary;            /* ?format=bin or Accept: application/octet-stream */
+    qkv__api_cancel_fn cancel;  /* may be NULL */
+    void *cancel_arg;
+    int status;                 /* out, as qkv__api_handle */
+    char *out;
+    size_t out_len;
+    const char *allow;
+    int binary;                 /* out is the binary form (application/octet-stream) */
+} qkv__api_call;
+void qkv__api_run(qkv__api *api, qkv__api_call *call);
 /* Lowers the calling thread's CPU priority (nice +10; the OpenMP threads it starts inherit it)
  * so that the HTTP threads answering cheap requests are scheduled first. */
 void qkv__srv_lower_priority(void);

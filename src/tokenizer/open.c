@@ -2,9 +2,9 @@
  * open.c -- qkv_tokenizer_open: what a path holds, decided by its content.
  *
  *   folder     tokenizer.json (preferred), else vocab.json + merges.txt, else tokenizer.bin
- *              (llama2.c), else a single *.gguf
- *   file       "GGUF" magic -> GGUF; a JSON object -> tokenizer.json; "{" anywhere else is
- *              refused; otherwise a plausible llama2.c header (max_token_length 1..4096 and
+ *              (llama2.c), else a single *.gguf, else the GPT-2 loader's error (what is missing)
+ *   file       "GGUF" magic -> GGUF; JSON ({ or [) -> tokenizer.json (which wants an object);
+ *              otherwise a plausible llama2.c header (max_token_length 1..4096 and
  *              the first entries fitting the file) -> llama2.c
  */
 #include "tok_ext.h"
@@ -32,7 +32,7 @@ static qkv_status open_file(const char *path, qkv_tokenizer **out) {
     } else {
         size_t i = 0;
         while (i < n && (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r')) i++;
-        if (i < n && head[i] == '{') {
+        if (i < n && (head[i] == '{' || head[i] == '[')) {
             st = qkv__hf_load(path, &x);
         } else if (n >= 12) {
             uint32_t maxlen = (uint32_t)head[0] | (uint32_t)head[1] << 8 | (uint32_t)head[2] << 16 |
@@ -64,7 +64,9 @@ qkv_status qkv_tokenizer_open(const char *path, qkv_tokenizer **out) {
     for (int k = 0; k < 3; k++) {
         char *p = qkv__path_join(path, names[k]);
         if (!p) return qkv__fail(QKV_ENOMEM, "out of memory");
-        int ok = is_file(p);
+        struct stat fs;
+        /* vocab.json that exists at all goes to the GPT-2 loader (its messages) */
+        int ok = k == 1 ? stat(p, &fs) == 0 : is_file(p);
         qkv_status st = QKV_OK;
         if (ok) st = k == 1 ? qkv_tokenizer_load_dir(path, out) : open_file(p, out);
         free(p);
@@ -91,6 +93,6 @@ qkv_status qkv_tokenizer_open(const char *path, qkv_tokenizer **out) {
         }
         free(found);
     }
-    return qkv__fail(QKV_EIO, "%s: no tokenizer.json, vocab.json + merges.txt, tokenizer.bin or "
-                              "single .gguf in this folder", path);
+    /* nothing recognisable: the GPT-2 loader says which file is missing */
+    return qkv_tokenizer_load_dir(path, out);
 }

@@ -283,6 +283,131 @@ def seeds_viz(out):
                 bytes([flags, len(ts) - 1]) + b"\xfe".join(ts))
 
 
+# ---- GGUF -------------------------------------------------------------------------------------
+
+def g_str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("<Q", len(b)) + b
+
+
+def g_kv(key, vtype, payload):
+    return g_str(key) + struct.pack("<I", vtype) + payload
+
+
+def g_tinfo(name, ne, ttype, offset):
+    return (g_str(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", n) for n in ne)
+            + struct.pack("<IQ", ttype, offset))
+
+
+def gguf(kvs, tinfos, data=b"", version=3, align=32, n_kv=None, n_t=None):
+    head = b"GGUF" + struct.pack("<IQQ", version, len(tinfos) if n_t is None else n_t,
+                                 len(kvs) if n_kv is None else n_kv)
+    body = head + b"".join(kvs) + b"".join(tinfos)
+    if tinfos:
+        body += b"\0" * ((-len(body)) % align)
+    return body + data
+
+
+def seeds_gguf(out):
+    """fz_gguf: tiny valid files (every metadata type, the model views), then one file per
+    malformed class of reliability-anchors.md (GGUF CVEs, ggml PR #1516, gguf-py #27188,
+    gguf-tools #25), re-created from their published shapes."""
+    t = "fz_gguf"
+    U8, I8, U16, I16, U32, I32, F32, BOOL, STR, ARR, U64, I64, F64 = range(13)
+    arch = lambda a: g_kv("general.architecture", STR, g_str(a))
+    u32 = lambda k, v: g_kv(k, U32, struct.pack("<I", v))
+    f32 = lambda k, v: g_kv(k, F32, struct.pack("<f", v))
+    every = [
+        g_kv("u8", U8, b"\xc8"), g_kv("i8", I8, b"\x9c"), g_kv("u16", U16, struct.pack("<H", 60000)),
+        g_kv("i16", I16, struct.pack("<h", -3)), u32("u32", 7), g_kv("i32", I32, struct.pack("<i", -7)),
+        f32("f32", 1e-5), g_kv("b", BOOL, b"\x01"), arch("llama"), g_kv("u64", U64, struct.pack("<Q", 1 << 40)),
+        g_kv("i64", I64, struct.pack("<q", -5)), g_kv("f64", F64, struct.pack("<d", 0.5)),
+        g_kv("tokenizer.ggml.tokens", ARR, struct.pack("<IQ", STR, 3) + g_str("a") + g_str("") + g_str("<s>")),
+        g_kv("tokenizer.ggml.scores", ARR, struct.pack("<IQ", F32, 3) + struct.pack("<3f", 0, -1, 2)),
+        g_kv("tokenizer.ggml.token_type", ARR, struct.pack("<IQ", I32, 3) + struct.pack("<3i", 1, 1, 3)),
+    ]
+    f32data = struct.pack("<8f", *[i * 0.5 for i in range(8)])
+    put(out, t, "ok_every_type_v3", gguf(every, [g_tinfo("w", [4, 2], 0, 0)], f32data))
+    put(out, t, "ok_every_type_v2", gguf(every, [g_tinfo("w", [4, 2], 0, 0)], f32data, version=2))
+    put(out, t, "ok_vocab_only", gguf(every, []))
+    put(out, t, "ok_empty", gguf([], []))
+    q8 = struct.pack("<H", 0x3800) + bytes(range(32))
+    q4 = struct.pack("<H", 0x4000) + bytes(range(16))
+    q4k = struct.pack("<HH", 0x3c00, 0x3800) + bytes(range(12)) + bytes(range(128))
+    put(out, t, "ok_quant_types", gguf([u32("general.alignment", 64)], [
+        g_tinfo("q8", [32], 8, 0), g_tinfo("q4", [32], 2, 64), g_tinfo("q4k", [256], 12, 128),
+        g_tinfo("bf", [4], 30, 320), g_tinfo("h", [4], 1, 384)],
+        q8 + b"\0" * 30 + q4 + b"\0" * 46 + q4k + b"\0" * 48 + b"\x80\x3f" * 4 + b"\0" * 56
+        + b"\x00\x3c" * 4, align=64))
+    # a two-layer llama (GQA 4/2, d 2) and a one-layer gpt2, F32, for the model view
+    C, H, KV, F, V = 8, 4, 2, 16, 6
+    lk = [arch("llama"), u32("llama.block_count", 2), u32("llama.embedding_length", C),
+          u32("llama.attention.head_count", H), u32("llama.attention.head_count_kv", KV),
+          u32("llama.feed_forward_length", F), u32("llama.context_length", 16),
+          f32("llama.attention.layer_norm_rms_epsilon", 1e-5), f32("llama.rope.freq_base", 10000)]
+    ti, data = [], b""
+    def add(name, ne):
+        nonlocal data
+        n = 1
+        for x in ne:
+            n *= x
+        ti.append(g_tinfo(name, ne, 0, len(data)))
+        data += struct.pack("<%df" % n, *[((i * 7) % 13) / 13.0 - 0.5 for i in range(n)])
+        data += b"\0" * ((-len(data)) % 32)
+    add("token_embd.weight", [C, V])
+    add("output_norm.weight", [C])
+    for l in range(2):
+        add("blk.%d.attn_q.weight" % l, [C, C])
+        add("blk.%d.attn_k.weight" % l, [C, KV * 2])
+        add("blk.%d.attn_k.bias" % l, [KV * 2])
+        add("blk.%d.ffn_down.weight" % l, [F, C])
+    put(out, t, "ok_llama_model", gguf(lk, ti, data))
+    gk = [arch("gpt2"), u32("gpt2.block_count", 1), u32("gpt2.embedding_length", C),
+          u32("gpt2.attention.head_count", 2), u32("gpt2.context_length", 4),
+          f32("gpt2.attention.layer_norm_epsilon", 1e-5)]
+    ti, data = [], b""
+    add("token_embd.weight", [C, V])
+    add("position_embd.weight", [C, 4])
+    add("blk.0.attn_qkv.weight", [C, 3 * C])
+    add("blk.0.attn_qkv.bias", [3 * C])
+    add("blk.0.ffn_up.weight", [C, 4 * C])
+    put(out, t, "ok_gpt2_model", gguf(gk, ti, data))
+    # malformed classes
+    one = lambda ne, ty=0, off=0, data=b"\0" * 64: gguf([arch("llama")], [g_tinfo("w", ne, ty, off)], data)
+    put(out, t, "cve_2024_23605_n_kv_max", gguf([], [], n_kv=(1 << 64) - 1))
+    put(out, t, "cve_2024_23605_n_kv_wrap", gguf([arch("x")], [], n_kv=(1 << 61) + 1))
+    put(out, t, "n_tensors_max", gguf([], [], n_t=(1 << 64) - 1))
+    put(out, t, "cve_2024_21802_ne_2_64", one([1 << 32, 1 << 32]))
+    put(out, t, "cve_2025_53630_offset_wrap", one([8], off=(1 << 64) - 32))
+    put(out, t, "cve_2026_27940_ne_7ffffffffffffc0", one([0x7FFFFFFFFFFFFFC0]))
+    put(out, t, "cve_2026_33298_pad_2_63_m3", one([(1 << 63) - 3]))
+    put(out, t, "zero_dim", one([4, 0]))
+    put(out, t, "ollama_cve_2026_7482_past_end", one([32], data=b"\0" * 64))
+    put(out, t, "unaligned_offset", one([4], off=4))
+    put(out, t, "overlap", gguf([], [g_tinfo("a", [16], 0, 0), g_tinfo("b", [16], 0, 32)], b"\0" * 128))
+    put(out, t, "pr1516_string_1gib", gguf([g_kv("k", STR, struct.pack("<Q", 1 << 30) + b"abc")], []))
+    put(out, t, "pr1516_alignment_2_30", gguf([u32("general.alignment", 1 << 30)], []))
+    put(out, t, "alignment_0x80000000", gguf([u32("general.alignment", 0x80000000)], []))
+    put(out, t, "alignment_u64", gguf([g_kv("general.alignment", U64, struct.pack("<Q", 32))], []))
+    put(out, t, "gguf_py_27188_array_2_63",
+        gguf([g_kv("a", ARR, struct.pack("<IQ", U8, 1 << 63) + b"\1\2")], []))
+    put(out, t, "nested_array", gguf([g_kv("a", ARR, struct.pack("<IQIQ", ARR, 1, U8, 1) + b"\0")], []))
+    put(out, t, "gguf_tools_25_n_dims_ffffffff",
+        gguf([], [g_str("w") + struct.pack("<I", 0xFFFFFFFF) + b"\1" * 80]))
+    put(out, t, "n_dims_5", gguf([], [g_tinfo("w", [1, 1, 1, 1, 1], 0, 0)], b"\0" * 32))
+    put(out, t, "dup_key", gguf([u32("k", 1), u32("k", 2)], []))
+    put(out, t, "dup_tensor", gguf([], [g_tinfo("a", [8], 0, 0), g_tinfo("a", [8], 0, 32)], b"\0" * 64))
+    put(out, t, "q8_row_33", one([33], ty=8))
+    put(out, t, "unknown_type_4", one([8], ty=4))
+    put(out, t, "bool_2", gguf([g_kv("b", BOOL, b"\2")], []))
+    put(out, t, "scores_int8", gguf([arch("llama"),
+        g_kv("tokenizer.ggml.tokens", ARR, struct.pack("<IQ", STR, 2) + g_str("a") + g_str("b")),
+        g_kv("tokenizer.ggml.scores", ARR, struct.pack("<IQ", I8, 2) + b"\1\2")], []))
+    put(out, t, "big_endian", b"GGUF\0\0\0\3" + b"\0" * 16)
+    put(out, t, "version_1", b"GGUF\1\0\0\0" + b"\0" * 8)
+    put(out, t, "truncated", gguf(every, [g_tinfo("w", [4, 2], 0, 0)], f32data)[:-9])
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make_seeds.py OUT_DIR")
@@ -294,6 +419,7 @@ def main():
     seeds_tok_load(out)
     seeds_api(out)
     seeds_viz(out)
+    seeds_gguf(out)
     n = sum(len(fs) for _, _, fs in os.walk(out))
     print("make_seeds: %d seed files in %s" % (n, out))
 

@@ -226,6 +226,51 @@ def attend_equals_qkv_forward():
             assert abs(t["prob"] - p[t["id"]]) < 1e-6
 
 
+def parse_binary(data):
+    """The binary form of POST /api/attend (docs/HTTP.md): (header dict, {name: array})."""
+    import struct
+    assert data[:8] == b"QKVATTN1", data[:16]
+    (j,) = struct.unpack("<I", data[8:12])
+    head = strict_json(data[12:12 + j])
+    assert (12 + j) % 4 == 0
+    arrays = {}
+    for name in ("attention", "scores"):
+        d = head.get(name)
+        if d is None:
+            continue
+        assert d["dtype"] == "float32" and d["bytes"] == 4 * int(np.prod(d["shape"])), d
+        at = 12 + j + d["offset"]
+        arrays[name] = np.frombuffer(data[at:at + d["bytes"]], "<f4").reshape(d["shape"])
+    assert len(data) == 12 + j + sum(head[n]["bytes"] for n in arrays), "no bytes left over"
+    return head, arrays
+
+
+@test
+def attend_binary_form_equals_json():
+    """?format=bin and Accept: application/octet-stream: the same numbers as the JSON, float32."""
+    s = server()
+    req = {"text": TEXT, "scores": [1], "layers": [0, 1], "top_k": 3}
+    j = s.api("/api/attend", req)
+    st, hdr, data = s.request("POST", "/api/attend?format=bin", req)
+    assert st == 200 and hdr["content-type"] == "application/octet-stream", (st, hdr)
+    head, arrays = parse_binary(data)
+    assert head["tokens"] == j["tokens"] and head["top"] == j["top"], head
+    assert head["attention"]["layers"] == [0, 1] and head["scores"]["layers"] == [1]
+    a = np.array(j["attention"], np.float64)
+    assert np.abs(arrays["attention"] - a).max() < 1e-6, np.abs(arrays["attention"] - a).max()
+    sc = np.array(j["scores"][1], np.float64)
+    assert np.abs(arrays["scores"][0] - sc).max() <= 1e-6 * max(1.0, np.abs(sc).max())
+    assert len(data) < len(json.dumps(j)), (len(data), len(json.dumps(j)))
+    st, hdr, data2 = s.request("POST", "/api/attend", req, headers={"Accept": "application/octet-stream"})
+    assert st == 200 and data2[:8] == b"QKVATTN1"
+    assert parse_binary(data2)[1]["attention"].tobytes() == arrays["attention"].tobytes()
+    # errors stay JSON; an unknown format is refused
+    st, hdr, data = s.request("POST", "/api/attend?format=bin", {"text": ""})
+    assert st == 400 and hdr["content-type"].startswith("application/json"), (st, hdr)
+    st, _, _ = s.request("POST", "/api/attend?format=xml", req)
+    assert st == 400
+
+
 @test
 def scores_and_head_detail_agree_with_attention():
     s = server()
