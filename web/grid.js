@@ -1,4 +1,5 @@
-/* grid.js -- the overview: a layer x head grid of thumbnails. */
+/* grid.js -- the overview: a layer x head grid of thumbnails, the query heads that share a
+ * key/value head (GQA, MQA) grouped under it. */
 import { colRGB } from './colours.js';
 import { fetchDetail } from './data.js';
 import { headTags, headTip } from './heads.js';
@@ -10,8 +11,15 @@ export function renderGrid() {
   const L = R.model.n_layer, H = R.model.n_head, N = R.base.n_tokens, grid = clear($('grid'));
   const size = clamp(Math.floor(1060 / (H + 1)) - 8, 34, 84);
   grid.style.gridTemplateColumns = `48px repeat(${H}, ${size + 2}px)`;
+  const KV = R.model.n_kv_head || H, per = H / KV;
+  if (KV < H) { // one label over each group of query heads reading the same keys and values
+    grid.append(el('div', { class: 'lab' }, 'K/V'));
+    for (let g = 0; g < KV; g++)
+      grid.append(el('div', { class: 'lab kvgroup', style: `grid-column: span ${per}` , 'data-kv': String(g),
+        'data-tip': `query heads ${g * per}-${g * per + per - 1} share key/value head ${g}` }, `kv ${g}`));
+  }
   grid.append(el('div'));
-  for (let h = 0; h < H; h++) grid.append(el('div', { class: 'lab' }, `H${h}`));
+  for (let h = 0; h < H; h++) grid.append(el('div', { class: 'lab' + (KV < H && h % per === 0 ? ' grp' : '') }, `H${h}`));
   for (let l = 0; l < L; l++) {
     grid.append(el('div', { class: 'lab' }, `L${l}`));
     for (let h = 0; h < H; h++) {
@@ -36,8 +44,10 @@ export function renderGrid() {
       big.lineWidth = 1;
       big.strokeRect(0.5, Math.floor(S.q * size / N) + 0.5, size - 1, Math.max(1, Math.round(size / N)));
       const tags = headTags(l, h);
+      const shares = KV < H ? `\nreads key/value head ${Math.floor(h / per)}, shared with heads ${[...Array(per).keys()].map((k) => Math.floor(h / per) * per + k).filter((x) => x !== h).join(', ')}` : '';
       b.setAttribute('aria-label', `layer ${l} head ${h}${tags.length ? ' (' + tags.join(', ') + ')' : ''}: open`);
-      b.setAttribute('data-tip', `layer ${l}, head ${h}${tags.length ? ' · ' + tags.join(', ') : ''}${headTip(l, h)}\nclick: open · shift-click: add to the lens`);
+      b.setAttribute('data-tip', `layer ${l}, head ${h}${tags.length ? ' · ' + tags.join(', ') : ''}${headTip(l, h)}${shares}\nclick: open · shift-click: add to the lens`);
+      if (KV < H && h % per === 0) b.classList.add('grp');
       b.append(cv);
       if (tags.length) b.append(el('span', { class: 'tag' }, tags.join(' ')));
       b.addEventListener('click', (ev) => {

@@ -77,7 +77,11 @@ export function renderLens() {
   const srcText = src === 'server' ? `whole model re-run at T=${S.T.toFixed(2)}${S.causal ? '' : ', no mask'}` :
     src === 'client' ? `same scores, re-softmaxed in this page at T=${S.T.toFixed(2)}${S.causal ? '' : ', no mask'}` : 'the model as trained';
   const autoText = S.auto && S.autoScores ? ' · chosen by data: the 3 sharpest heads for this query' : '';
-  $('lens-caption').textContent = `layer ${S.layer}${autoText} · ${S.dir === 'in' ? 'who attends to' : 'query'} ${tokLabel(R.base, qi)} (token ${qi})${R.hoverQ !== null ? ' · preview' : ''} · ${srcText}${S.sink ? ' · first token ignored' : ''}`;
+  const KV = R.model.n_kv_head || R.model.n_head, per = R.model.n_head / KV;
+  const hs = heads(), groups = [...new Set(hs.map((h) => Math.floor(h / per)))];
+  const kvText = KV < R.model.n_head ? ` · ${R.model.attention}: heads ${hs.join(', ')} read key/value head${groups.length > 1 ? 's' : ''} ${groups.join(', ')}` +
+    (groups.length < hs.length ? ' (same keys and values, different queries)' : '') : '';
+  $('lens-caption').textContent = `layer ${S.layer}${autoText} · ${S.dir === 'in' ? 'who attends to' : 'query'} ${tokLabel(R.base, qi)} (token ${qi})${R.hoverQ !== null ? ' · preview' : ''} · ${srcText}${S.sink ? ' · first token ignored' : ''}${kvText}`;
   for (const p of panelList()) {
     const { svg, w, wt } = panelSVG(p, qi), e = entropy(w, qi);
     const div = el('div', { class: 'panel' + (p.key === fk ? ' focus' : ''), tabindex: '0', role: 'button',

@@ -27,7 +27,9 @@ export function renderAll() {
 
 export function renderModelInfo() {
   const m = R.model;
-  $('model-info').textContent = `model ${m.name} · ${m.n_layer} layers × ${m.n_head} heads · d = ${m.head_dim} · ` +
+  const kv = m.n_kv_head && m.n_kv_head < m.n_head
+    ? ` (${m.attention}: ${m.n_head / m.n_kv_head} query heads share each of ${m.n_kv_head} key/value heads)` : '';
+  $('model-info').textContent = `model ${m.name}${m.family ? ' (' + m.family + ')' : ''} · ${m.n_layer} layers × ${m.n_head} heads${kv} · d = ${m.head_dim} · ` +
     `${m.n_ctx} tokens of context · vocab ${m.vocab_size} · ${(m.n_params / 1e6).toFixed(1)}M parameters`;
   const ls = clear($('layer'));
   for (let l = 0; l < m.n_layer; l++) ls.append(el('option', { value: String(l) }, `layer ${l}`));

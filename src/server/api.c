@@ -321,6 +321,7 @@ static void write_maps(reply *r, const float *maps, int L, int H, int N, const i
         }
         qkv__jw_raw(w, "[", 1);
         for (int h = 0; h < H; h++) {
+            if (h && reply_gone(r)) return; /* and between heads: one poll() each */
             if (h) qkv__jw_raw(w, ",", 1);
             qkv__jw_matrix(w, maps + ((size_t)l * (size_t)H + (size_t)h) * nn, N, N, N);
         }
@@ -424,7 +425,21 @@ static void api_model(qkv__api *api, reply *r) {
     qkv__jw_key(w, "n_embd", 0);
     qkv__jw_int(w, c->n_embd);
     qkv__jw_key(w, "head_dim", 0);
-    qkv__jw_int(w, c->n_head > 0 ? c->n_embd / c->n_head : 0);
+    qkv__jw_int(w, c->head_dim);
+    /* the family and its attention layout: with grouped heads, query head h reads key/value
+     * head h / (n_head / n_kv_head) */
+    qkv__jw_key(w, "family", 0);
+    qkv__jw_cstr(w, c->family);
+    qkv__jw_key(w, "n_kv_head", 0);
+    qkv__jw_int(w, c->n_kv_head);
+    qkv__jw_key(w, "attention", 0);
+    qkv__jw_cstr(w, c->n_kv_head == c->n_head ? "MHA" : c->n_kv_head == 1 ? "MQA" : "GQA");
+    qkv__jw_key(w, "positions", 0);
+    qkv__jw_cstr(w, c->pos == QKV_POS_ROPE ? "rope" : "learned");
+    qkv__jw_key(w, "norm", 0);
+    qkv__jw_cstr(w, c->norm == QKV_NORM_RMS ? "rmsnorm" : "layernorm");
+    qkv__jw_key(w, "mlp", 0);
+    qkv__jw_cstr(w, c->mlp == QKV_MLP_SWIGLU ? "swiglu" : "gelu");
     qkv__jw_key(w, "n_ctx", 0);
     qkv__jw_int(w, c->n_ctx);
     qkv__jw_key(w, "vocab_size", 0);
@@ -664,10 +679,12 @@ static void api_attend(qkv__api *api, reply *r, const char *body, size_t len) {
     qkv__jw_int(w, L);
     qkv__jw_key(w, "n_head", 0);
     qkv__jw_int(w, H);
+    qkv__jw_key(w, "n_kv_head", 0);
+    qkv__jw_int(w, api->cfg.n_kv_head);
     qkv__jw_key(w, "n_tokens", 0);
     qkv__jw_int(w, N);
     qkv__jw_key(w, "head_dim", 0);
-    qkv__jw_int(w, H ? api->cfg.n_embd / H : 0);
+    qkv__jw_int(w, api->cfg.head_dim);
     qkv__jw_key(w, "temperature", 0);
     qkv__jw_float(w, (float)temperature);
     qkv__jw_key(w, "causal", 0);
@@ -1112,6 +1129,8 @@ static void api_ablate(qkv__api *api, reply *r, const char *body, size_t len) {
     qkv__jw_int(w, L);
     qkv__jw_key(w, "n_head", 0);
     qkv__jw_int(w, H);
+    qkv__jw_key(w, "n_kv_head", 0);
+    qkv__jw_int(w, api->cfg.n_kv_head);
     qkv__jw_key(w, "n_tokens", 0);
     qkv__jw_int(w, N);
     qkv__jw_key(w, "mode", 0);
@@ -1251,6 +1270,8 @@ static void api_patch(qkv__api *api, reply *r, const char *body, size_t len) {
     qkv__jw_int(w, L);
     qkv__jw_key(w, "n_head", 0);
     qkv__jw_int(w, H);
+    qkv__jw_key(w, "n_kv_head", 0);
+    qkv__jw_int(w, api->cfg.n_kv_head);
     qkv__jw_key(w, "n_tokens", 0);
     qkv__jw_int(w, N);
     for (int s = 0; s < 2; s++) {
