@@ -136,6 +136,10 @@ serve:
 	$(MAKE) $(BIN)
 	$(BIN) serve $(SERVE_ARGS)
 
+# Ten minutes of mixed load on the server, RSS sampled and printed as a table (not in CI).
+soak: $(BIN)
+	/usr/bin/python3 tools/soak.py --bin $(BIN) $(SOAK_ARGS)
+
 clean:
 	rm -rf build build-asan
 

@@ -674,6 +674,11 @@ typedef struct qkv_train_opts {
     int n_layer, n_head, n_embd, n_ctx; /* defaults 4, 4, 256, 256 */
     int sinusoid_wpe;       /* nonzero: start wpe as the Transformer's sine/cosine position
                                code (still trained) instead of N(0, 0.02) */
+    const char *arch;       /* "gpt2" (default) or "llama": RMSNorm, SwiGLU, RoPE, no biases */
+    int n_kv_head;          /* llama: key/value heads (0 = n_head; fewer: GQA) */
+    int n_ff;               /* MLP width (0: 4C for gpt2, about 8C/3 rounded to 32 for llama) */
+    float rope_theta;       /* llama (0 = 10000) */
+    int qk_norm;            /* llama: Qwen3's QK-norm */
     /* schedule */
     int batch;              /* B sequences per micro-batch (default 8) */
     int seq_len;            /* T (0 = n_ctx) */

@@ -325,6 +325,8 @@ static void test_folder_single_file(void) {
     /* neither file */
     d = tmp_dir();
     ASSERT_REFUSED(qkv__st_folder_open(d, &s), QKV_ENOTFOUND, "model.safetensors.index.json");
+    write_text(d, "pytorch_model.bin", "PK");
+    ASSERT_REFUSED(qkv__st_folder_open(d, &s), QKV_ENOTFOUND, "convert it to safetensors");
     rm_rf(d);
 }
 

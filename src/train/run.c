@@ -792,11 +792,34 @@ qkv_status qkv_train(const qkv_train_opts *opts) {
             goto done;
         }
     } else {
-        qkv_model_config cfg = {.n_layer = opts->n_layer, .n_head = opts->n_head, .n_embd = opts->n_embd, .n_ctx = opts->n_ctx, .vocab_size = r->data.vocab_size, .layer_norm_eps = 1e-5f};
+        qkv_model_config cfg = {.n_layer = opts->n_layer, .n_head = opts->n_head, .n_embd = opts->n_embd,
+                                .n_ctx = opts->n_ctx, .vocab_size = r->data.vocab_size, .layer_norm_eps = 1e-5f,
+                                .n_ff = opts->n_ff};
+        int llama = opts->arch && !strcmp(opts->arch, "llama");
+        if (opts->arch && !llama && strcmp(opts->arch, "gpt2")) {
+            st = qkv__fail(QKV_EINVAL, "train: architecture \"%s\" is not gpt2 or llama", opts->arch);
+            goto done;
+        }
+        if (!llama && (opts->n_kv_head || opts->qk_norm || opts->rope_theta != 0.0f)) {
+            st = qkv__fail(QKV_EINVAL, "train: KV heads, QK-norm and rope_theta need --arch llama");
+            goto done;
+        }
+        if (llama) { /* a Llama-style model: as SmolLM2 (tied), or Qwen3 with QK-norm */
+            snprintf(cfg.family, sizeof cfg.family, "%s", opts->qk_norm ? "qwen3" : "llama");
+            cfg.norm = QKV_NORM_RMS;
+            cfg.mlp = QKV_MLP_SWIGLU;
+            cfg.pos = QKV_POS_ROPE;
+            cfg.bias = QKV_BIAS_NONE;
+            cfg.n_kv_head = opts->n_kv_head;
+            cfg.qk_norm = opts->qk_norm;
+            cfg.rope_theta = opts->rope_theta;
+            if (!cfg.n_ff) cfg.n_ff = (8 * opts->n_embd / 3 + 31) / 32 * 32; /* SwiGLU's 2/3 of 4C */
+        }
         if ((st = qkv__model_create(&cfg, &r->model))) goto done;
         size_t n;
-        qkv__init_weights(&cfg, qkv__model_params_block(r->model, &n), opts->seed);
-        if (opts->sinusoid_wpe) qkv__init_sinusoid_wpe(&cfg, qkv__model_params_block(r->model, &n));
+        const qkv_model_config *mc = qkv_model_get_config(r->model);
+        qkv__init_weights(mc, qkv__model_params_block(r->model, &n), opts->seed);
+        if (opts->sinusoid_wpe) qkv__init_sinusoid_wpe(mc, qkv__model_params_block(r->model, &n));
     }
     const qkv_model_config *cfg = qkv_model_get_config(r->model);
     r->T = opts->seq_len ? opts->seq_len : cfg->n_ctx;

@@ -415,23 +415,19 @@ def qkv_writer_to_gguf_py():
         assert [int(v) for v in t.shape] == [96, 5] and t.data_offset % 128 == 0
     assert np.array_equal(tensors["t.f32"].data.reshape(-1), x.reshape(-1))
     assert np.array_equal(tensors["t.f16"].data.reshape(-1), x.astype(np.float16).reshape(-1))
-    # BF16 and Q8_0: the bytes gguf-py's own quantizer makes from the same floats
-    for name, qt in (("t.bf16", QT.BF16), ("t.q8_0", QT.Q8_0)):
+    # BF16, Q8_0 and Q4_0: the bytes gguf-py's own quantizer makes from the same floats
+    for name, qt in (("t.bf16", QT.BF16), ("t.q8_0", QT.Q8_0), ("t.q4_0", QT.Q4_0)):
         mine = tensors[name].data.tobytes()
         ref = gguf.quants.quantize(x, qt).tobytes()
         assert mine == ref, "%s: %d of %d bytes differ" % (
             name, sum(a != b for a, b in zip(mine, ref)), len(ref))
-    # Q4_0: gguf-py's quantizer rounds differently from ggml's C reference at ties; compare
-    # the dequantized values within a quantization step
-    deq = gguf.quants.dequantize(tensors["t.q4_0"].data, QT.Q4_0).reshape(-1)
-    assert np.abs(deq - x.reshape(-1)).max() <= np.abs(x).max() / 8 + 1e-6
     # and qkv reads its own file back the same way gguf-py does
     q = qkv_dump(path)
     for t in q["tensors"]:
         ref = gguf.quants.dequantize(tensors[t["name"]].data, tensors[t["name"]].tensor_type)
         assert np.array_equal(t["f32"], ref.astype(np.float32).reshape(-1)), t["name"]
-    print("      qkv -> gguf-py: 18 keys, 5 tensors identical (BF16 / Q8_0 blocks byte-equal "
-          "to gguf-py's quantize)")
+    print("      qkv -> gguf-py: 18 keys, 5 tensors identical (BF16 / Q8_0 / Q4_0 blocks "
+          "byte-equal to gguf-py's quantize)")
 
 
 # ---- llama.cpp's vocab files, read by both ----------------------------------------------------
@@ -442,6 +438,12 @@ def vocab_files_agree_with_gguf_py():
     models = os.path.join(llama_src(), "models")
     files = sorted(f for f in os.listdir(models) if f.startswith("ggml-vocab-") and f.endswith(".gguf"))
     assert len(files) >= 10, files
+    # gguf-py's reader takes ~10-40 s on each of the 3-16 MB files (every string becomes a NumPy
+    # array); those are compared with QKV_GGUF_ALL=1. tests/test_gguf.c opens all of them.
+    big = [f for f in files if os.path.getsize(os.path.join(models, f)) > 2500000]
+    if not os.environ.get("QKV_GGUF_ALL"):
+        print("      not compared here (over 2.5 MB; QKV_GGUF_ALL=1 compares them): " + ", ".join(big))
+        files = [f for f in files if f not in big]
     for fn in files:
         path = os.path.join(models, fn)
         q = qkv_dump(path)

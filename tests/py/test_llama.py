@@ -253,7 +253,9 @@ def aidreams_logits_match_torch():
 def aidreams_matches_upstream_run_c():
     """Greedy run.c (steps = positions after BOS, prompt tokens included) on 8 prompts: the
     same tokens from the model given BOS + run.c's encoding as ids, and from the prompt text
-    with --tokenizer (BOS and run.c's encoding done by qkv)."""
+    (BOS and run.c's encoding done by qkv) with --tokenizer or tokenizer.bin beside the
+    checkpoint. qkv prints only the generated ids, so the prompt's part of the reference is
+    checked against run.c's encoding (llama_torch.llama2c_encode) and the rest against qkv."""
     model, tok, refs = aidreams_paths()
     vocab, scores = llama_torch.read_llama2c_tokenizer(tok, 512)
     with open(refs) as f:
@@ -269,10 +271,18 @@ def aidreams_matches_upstream_run_c():
         got = json.loads(qkv("generate", "--model", model, "--tokenizer", tok, "--ids", ids_arg(prompt),
                              "--temperature", "0", "--max-tokens", n_gen, "--ids-out").stdout)
         assert got == want, ("ids", c["prompt"], c["steps"], got[:10], want[:10])
-        if c["prompt"]:
-            got = json.loads(qkv("generate", "--model", model, "--tokenizer", tok, "--prompt", c["prompt"],
-                                 "--temperature", "0", "--max-tokens", n_gen, "--ids-out").stdout)
-            assert got == want, ("prompt", c["prompt"], c["steps"], got[:10], want[:10])
+        got = json.loads(qkv("generate", "--model", model, "--tokenizer", tok, "--prompt", c["prompt"],
+                             "--temperature", "0", "--max-tokens", n_gen, "--ids-out").stdout)
+        assert got == want, ("prompt", c["prompt"], c["steps"], got[:10], want[:10])
+    # the tokenizer as tokenizer.bin beside the checkpoint, no --tokenizer
+    d = tmpdir()
+    os.symlink(model, os.path.join(d, "aidreams260K.bin"))
+    os.symlink(tok, os.path.join(d, "tokenizer.bin"))
+    c = cases[-1]
+    n_prompt = len(llama_torch.llama2c_encode(c["prompt"], vocab, scores))
+    got = json.loads(qkv("generate", "--model", os.path.join(d, "aidreams260K.bin"), "--prompt", c["prompt"],
+                         "--temperature", "0", "--max-tokens", c["steps"] - (n_prompt - 1), "--ids-out").stdout)
+    assert got == c["tokens_after_bos"][n_prompt - 1:], ("beside", c["prompt"], got[:10])
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -405,6 +415,54 @@ def training_steps_match_torch_adamw():
         assert k in final, (k, sorted(final)[:8])
         worst = max(worst, float(np.abs(np.asarray(final[k], np.float64) - p.detach().numpy()).max()))
     assert worst < LR / 2, worst
+
+
+@test
+def training_resume_continues_exactly():
+    """A Llama-style model (GQA, RoPE, SwiGLU, untied) trained from scratch with --stop-after
+    and --resume gives the losses and bytes of an uninterrupted run."""
+    d = tmpdir()
+    vocab = 61
+    rng = np.random.default_rng(4)
+    tok = os.path.join(d, "tokens.bin")
+    write_tokens(tok, rng.integers(0, vocab, size=2000), rng.integers(0, vocab, size=200), vocab)
+    ckpt = os.path.join(d, "ckpt")
+    llama_torch.write_hf(ckpt, tiny("llama", hidden=32, heads=4, kv_heads=2, ff=48, vocab=vocab, ctx=16,
+                                    tie=False), seed=5, tokenizer=False)
+
+    def args(out):
+        return ["train", "--data", tok, "--init", ckpt, "--out", out, "--batch", 2, "--steps", 6,
+                "--warmup", 2, "--lr", 3e-3, "--eval-every", 3, "--eval-batches", 2, "--save-every", 0,
+                "--threads", 2]
+    full, part = os.path.join(d, "full"), os.path.join(d, "part")
+    qkv(*args(full))
+    qkv(*(args(part) + ["--stop-after", 3]))
+    qkv(*(args(part) + ["--resume"]))
+    a, b = read_log(full), read_log(part)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b], (a, b)
+    wa = open(os.path.join(full, "model.safetensors"), "rb").read()
+    wb = open(os.path.join(part, "model.safetensors"), "rb").read()
+    assert wa == wb, "resumed weights differ from the uninterrupted run's"
+    # the trained folder loads back as the same family, and matches the reference
+    with open(os.path.join(full, "config.json")) as f:
+        saved = json.load(f)
+    assert saved["model_type"] == "llama" and saved["num_key_value_heads"] == 2, saved
+    ref = llama_torch.load(full)
+    compare(full, rand_ids(16, vocab, 1), ref, "trained llama")
+
+
+@test
+def forward_tied_config_ignores_a_stored_lm_head():
+    """tie_word_embeddings: true with an lm_head.weight in the file (some exporters write one):
+    the head is the embedding, as transformers ties it after loading."""
+    for scale in (1.0, 2.0):
+        d = os.path.join(tmpdir(), "tied")
+        cfg, params = llama_torch.write_family(d, "partial", seed=4, tokenizer=False)
+        t = checkpoint.read_safetensors(os.path.join(d, "model.safetensors"))
+        t["lm_head.weight"] = t["model.embed_tokens.weight"] * scale
+        checkpoint.write_safetensors(os.path.join(d, "model.safetensors"), t)
+        compare(d, rand_ids(12, cfg["vocab_size"], 2), llama_torch.from_params(cfg, params),
+                "tied + stored head x%g" % scale)
 
 
 # ---- refusals ---------------------------------------------------------------------------------
