@@ -1,6 +1,7 @@
 # qkv -- attention from first principles.
 #
-#   make              build/libqkv.a and build/qkv (optimised, -Werror)
+#   make              build/libqkv.a (the library), build/libqkv_app.a (views, server) and
+#                     build/qkv (optimised, -Werror)
 #   make test         every test: optimised build, then again under ASan+UBSan (build-asan/)
 #   make bench        benchmarks against peers (table + JSON)
 #   make serve        build and start the playground on the built-in model
@@ -34,16 +35,21 @@ CFLAGS  += $(CFLAGS_COMMON) $(OPT)
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 LDFLAGS += -fopenmp
 
-AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mavx2 -mfma -mf16c
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 
+# The library (libqkv.a): engine, model, tokenizer, training, and what they share. The
+# application (libqkv_app.a: views, server, the page's files; then the CLI and the benches)
+# is built on top of it and the library never calls into it.
 LIB_SRC  := $(sort $(wildcard src/common/*.c src/engine/*.c src/model/*.c src/tokenizer/*.c \
-                              src/train/*.c src/viz/*.c src/server/*.c))
+                              src/train/*.c))
+APP_SRC  := $(sort $(wildcard src/viz/*.c src/server/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c bench/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 WEB_FILES := $(sort $(wildcard web/*))
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/web_assets.o
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/web_assets.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -57,10 +63,11 @@ else
 endif
 
 LIB := $(BUILD)/libqkv.a
+APP := $(BUILD)/libqkv_app.a
 BIN := $(BUILD)/qkv
 
 .PHONY: all test test-release test-asan asan bench serve clean tests
-all: $(LIB) $(BIN) $(TESTS)
+all: $(LIB) $(APP) $(BIN) $(TESTS)
 
 $(BUILD)/obj/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
@@ -95,14 +102,19 @@ $(LIB): $(LIB_OBJ)
 	$(call say,AR,$@)
 	$(Q)ar rcs $@ $^
 
-$(BIN): $(CLI_OBJ) $(LIB)
-	$(call say,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+$(APP): $(APP_OBJ)
+	@rm -f $@
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
+$(BIN): $(CLI_OBJ) $(APP) $(LIB)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $(CLI_OBJ) $(APP) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(APP) $(LIB)
 	@mkdir -p $(dir $@)
 	$(call say,TEST,$@)
-	$(Q)$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) -Itests $< $(APP) $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
 tests: $(TESTS) $(BIN)
 

@@ -349,7 +349,7 @@ typedef struct qkv_forward_opts {
  * position only) or NULL. opts and cap may be NULL.
  * Re-entrant: all scratch is allocated per call and the model is only read, so several
  * threads may call qkv_model_forward / qkv_model_generate on one shared model at once
- * (each with its own cap). Not while another thread calls qkv_model_use_bf16 or _free. */
+ * (each with its own cap). Not while another thread calls qkv_model_use_bf16, _use_q8 or _free. */
 qkv_status qkv_model_forward(qkv_model *model, const int *ids, int n, const qkv_forward_opts *opts,
                              float *logits, float *last_logits, qkv_capture *cap);
 
@@ -476,6 +476,16 @@ qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt,
  * mantissa (arithmetic stays float32). on = 0 frees the copies. Call before sharing the
  * model between threads. */
 qkv_status qkv_model_use_bf16(qkv_model *model, int on);
+
+/* Makes generation (the same one-token steps) read Q8_0 copies of the weight matrices and
+ * the output head: llama.cpp's block format (32 int8 values and one half-float scale per
+ * block, 34 bytes), each token's activations quantised to int8 blocks too, int8 dot products
+ * (AVX-512 VNNI where the CPU has it). About 1.06 bytes per weight (130 MB more for GPT-2
+ * small). A matrix whose input width is not a multiple of 32 keeps F32 (or BF16 when
+ * qkv_model_use_bf16 is on too; Q8_0 wins where both exist). Logits differ from F32 by about
+ * 1e-2 of their spread (tests/test_model.c states the bound). on = 0 frees the copies. Call
+ * before sharing the model between threads. */
+qkv_status qkv_model_use_q8(qkv_model *model, int on);
 
 /* The k most likely next tokens from one row of logits, probabilities after a softmax at
  * temperature 1. ids and probs have room for k. */
@@ -657,6 +667,13 @@ typedef struct qkv_train_progress {
 /* Called for every event; return nonzero to stop (the run then saves and returns QKV_OK). */
 typedef int (*qkv_train_cb)(void *user, const qkv_train_progress *p);
 
+/* One row of a training log, as qkv_train_opts.on_checkpoint receives it (val_loss NaN where
+ * the step had no validation). */
+typedef struct qkv_train_point {
+    int step;
+    double loss, val_loss;
+} qkv_train_point;
+
 typedef struct qkv_train_opts {
     /* data */
     const char *data;       /* UTF-8 corpus, or a token file qkv wrote (OUT/tokens.bin) */
@@ -674,6 +691,12 @@ typedef struct qkv_train_opts {
     int n_layer, n_head, n_embd, n_ctx; /* defaults 4, 4, 256, 256 */
     int sinusoid_wpe;       /* nonzero: start wpe as the Transformer's sine/cosine position
                                code (still trained) instead of N(0, 0.02) */
+    /* Called after each checkpoint is written to dir (out_dir, and export_dir): the log so far,
+     * for the pictures an application draws (the CLI writes loss.svg and loss.png). An error
+     * stops the run. NULL: nothing. */
+    qkv_status (*on_checkpoint)(void *user, const char *dir, const char *title,
+                                const qkv_train_point *pts, int n);
+    void *on_checkpoint_user;
     const char *arch;       /* "gpt2" (default) or "llama": RMSNorm, SwiGLU, RoPE, no biases */
     int n_kv_head;          /* llama: key/value heads (0 = n_head; fewer: GQA) */
     int n_ff;               /* MLP width (0: 4C for gpt2, about 8C/3 rounded to 32 for llama) */

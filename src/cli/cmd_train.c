@@ -9,6 +9,7 @@
  */
 #include "cli.h"
 #include "train_cli.h"
+#include "viz/viz_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -193,6 +194,7 @@ int qkv__cmd_train(int argc, char **argv) {
     const char *cmd = "train";
     qkv_train_opts o;
     qkv_train_opts_init(&o);
+    o.on_checkpoint = qkv__loss_curve_write; /* loss.svg and loss.png beside each checkpoint */
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -125,4 +125,8 @@ void qkv__viz_layout_make(const qkv_viz_data *d, const qkv_viz_view *v, int n_pa
 /* 256-colour palette index nearest to an sRGB colour (6x6x6 cube or grey ramp). */
 int qkv__viz_xterm256(const uint8_t rgb[3]);
 
+/* qkv_train_opts.on_checkpoint for the CLI: DIR/loss.svg and DIR/loss.png (loss_curve.c). */
+qkv_status qkv__loss_curve_write(void *user, const char *dir, const char *title, const qkv_train_point *pts,
+                                 int n);
+
 #endif /* QKV_VIZ_INTERNAL_H */
