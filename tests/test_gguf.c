@@ -230,6 +230,23 @@ static void test_every_type_v2(void) {
     gb_free(&b);
 }
 
+/* parse and open must not read the struct they are given (callers need not zero it). */
+static void test_parse_ignores_garbage_struct(void) {
+    gb b = {0};
+    build_all_types(&b, 3);
+    qkv__gguf g;
+    memset(&g, 0xab, sizeof g);
+    ASSERT_OK(qkv__gguf_parse(b.p, b.n, "garbage.gguf", &g));
+    ASSERT(g.owns_map == 0 && g.map.data == b.p);
+    check_all_types(&g, 3);
+    qkv__gguf_close(&g);
+    memset(&g, 0xab, sizeof g);
+    ASSERT(qkv__gguf_parse(b.p, 10, "garbage.gguf", &g) != QKV_OK);
+    ASSERT(g.kv == NULL && g.tensors == NULL);
+    qkv__gguf_close(&g);
+    gb_free(&b);
+}
+
 /* Through a real file (qkv__gguf_open maps it). */
 static void test_open_file(void) {
     gb b = {0};
@@ -864,12 +881,20 @@ static void test_quantize_reference(void) {
  * llama.cpp's own vocab GGUFs
  * ------------------------------------------------------------------------------------- */
 
-/* llama.cpp's source checkout: $QKV_LLAMA_CPP_SRC, else tools/llama_cpp_src.sh's cache. */
+/* llama.cpp's source checkout: $QKV_LLAMA_CPP_SRC, else tools/llama_cpp_src.sh's cache
+ * (which the script fills from node-llama-cpp's bundle when the npm package is there). */
 static const char *llama_cpp_src(void) {
-    static char buf[512];
+    static char buf[512], made[512];
     const char *env = getenv("QKV_LLAMA_CPP_SRC");
-    const char *cands[] = {env, "build/llama.cpp-src", "../build/llama.cpp-src"};
-    for (int i = 0; i < 3; i++) {
+    FILE *p = popen("bash tools/llama_cpp_src.sh 2>/dev/null", "r");
+    made[0] = 0;
+    if (p) {
+        if (!fgets(made, sizeof made, p)) made[0] = 0;
+        made[strcspn(made, "\n")] = 0;
+        pclose(p);
+    }
+    const char *cands[] = {env, made, "build/llama.cpp-src", "../build/llama.cpp-src"};
+    for (int i = 0; i < 4; i++) {
         if (!cands[i] || !*cands[i]) continue;
         snprintf(buf, sizeof buf, "%s/models/ggml-vocab-gpt-2.gguf", cands[i]);
         struct stat st;
@@ -978,6 +1003,9 @@ static void test_writer_round_trip(void) {
     uint8_t raw[5] = {1, 2, 3, 4, 5};
     int64_t ne5[1] = {5};
     ASSERT_OK(qkv__gguf_w_tensor(w, "t.i8", 24 /* I8 */, 1, ne5, raw, 5));
+    static const uint8_t ref[4] = {9, 8, 7, 6};
+    int64_t ne2[2] = {2, 2};
+    ASSERT_OK(qkv__gguf_w_tensor_ref(w, "t.ref", 24 /* I8 */, 2, ne2, ref, 4));
     uint8_t *buf;
     size_t len;
     ASSERT_OK(qkv__gguf_writer_bytes(w, &buf, &len));
@@ -990,7 +1018,7 @@ static void test_writer_round_trip(void) {
     ASSERT_EQ_INT(g.version, 3);
     ASSERT_EQ_INT(g.alignment, 64);
     ASSERT_EQ_INT(g.n_kv, 14);
-    ASSERT_EQ_INT(g.n_tensors, 6);
+    ASSERT_EQ_INT(g.n_tensors, 7);
     uint64_t u;
     double f;
     qkv__gguf_str s;
@@ -1032,6 +1060,8 @@ static void test_writer_round_trip(void) {
     }
     const qkv__gguf_tensor *t = qkv__gguf_find_tensor(&g, "t.i8");
     ASSERT(t && t->n_bytes == 5 && !memcmp(t->data, raw, 5));
+    t = qkv__gguf_find_tensor(&g, "t.ref");
+    ASSERT(t && t->n_dims == 2 && t->n_bytes == 4 && !memcmp(t->data, ref, 4));
     qkv__gguf_close(&g);
     free(buf);
 }
@@ -1381,6 +1411,7 @@ static void test_gguf_llama3_rope_freqs(void) {
 int main(void) {
     RUN(test_every_type_v3);
     RUN(test_every_type_v2);
+    RUN(test_parse_ignores_garbage_struct);
     RUN(test_open_file);
     RUN(test_every_truncation);
     RUN(test_every_byte_flip);

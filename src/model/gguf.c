@@ -363,8 +363,12 @@ static void free_tables(qkv__gguf *g) {
         for (uint64_t i = 0; i < g->n_kv; i++) free(g->kv[i].arr_off);
     free(g->kv);
     free(g->tensors);
+    free(g->kv_by_key);
+    free(g->t_by_name);
     g->kv = NULL;
     g->tensors = NULL;
+    g->kv_by_key = NULL;
+    g->t_by_name = NULL;
     g->n_kv = g->n_tensors = 0;
 }
 
@@ -417,13 +421,19 @@ static qkv_status parse(cursor *c, qkv__gguf *g) {
     }
     g->n_kv = n_kv;
 
-    void **sorted = malloc(sizeof *sorted * (size_t)((n_kv > n_tensors ? n_kv : n_tensors) + 1));
-    if (!sorted) return qkv__fail(QKV_ENOMEM, "%s: out of memory", path);
-    for (uint64_t i = 0; i < n_kv; i++) sorted[i] = &g->kv[i];
-    qsort(sorted, (size_t)n_kv, sizeof *sorted, cmp_kv_key);
+    /* sorted by key: duplicates are neighbours, and lookups binary-search it */
+    g->kv_by_key = malloc(sizeof *g->kv_by_key * (size_t)(n_kv + 1));
+    g->t_by_name = malloc(sizeof *g->t_by_name * (size_t)(n_tensors + 1));
+    void **sorted = malloc(sizeof *sorted * (size_t)(n_tensors + 1)); /* by offset, below */
+    if (!g->kv_by_key || !g->t_by_name || !sorted) {
+        free(sorted);
+        return qkv__fail(QKV_ENOMEM, "%s: out of memory", path);
+    }
+    for (uint64_t i = 0; i < n_kv; i++) g->kv_by_key[i] = &g->kv[i];
+    qsort(g->kv_by_key, (size_t)n_kv, sizeof *g->kv_by_key, cmp_kv_key);
     for (uint64_t i = 1; i < n_kv; i++)
-        if (!cmp_kv_key(&sorted[i - 1], &sorted[i])) {
-            const qkv__gguf_kv *kv = sorted[i];
+        if (!cmp_kv_key(&g->kv_by_key[i - 1], &g->kv_by_key[i])) {
+            const qkv__gguf_kv *kv = g->kv_by_key[i];
             free(sorted);
             return qkv__fail(QKV_EFORMAT, "%s: key " KEYF " appears twice", path, KEYA(kv->key));
         }
@@ -452,11 +462,11 @@ static qkv_status parse(cursor *c, qkv__gguf *g) {
         }
     }
     g->n_tensors = n_tensors;
-    for (uint64_t i = 0; i < n_tensors; i++) sorted[i] = &g->tensors[i];
-    qsort(sorted, (size_t)n_tensors, sizeof *sorted, cmp_tensor_name);
+    for (uint64_t i = 0; i < n_tensors; i++) g->t_by_name[i] = &g->tensors[i];
+    qsort(g->t_by_name, (size_t)n_tensors, sizeof *g->t_by_name, cmp_tensor_name);
     for (uint64_t i = 1; i < n_tensors; i++)
-        if (!cmp_tensor_name(&sorted[i - 1], &sorted[i])) {
-            const qkv__gguf_tensor *t = sorted[i];
+        if (!cmp_tensor_name(&g->t_by_name[i - 1], &g->t_by_name[i])) {
+            const qkv__gguf_tensor *t = g->t_by_name[i];
             free(sorted);
             return qkv__fail(QKV_EFORMAT, "%s: tensor " KEYF " appears twice", path, KEYA(t->name));
         }
@@ -500,6 +510,7 @@ static qkv_status parse(cursor *c, qkv__gguf *g) {
     }
     /* every tensor has >= 1 byte (dims >= 1), so sorted by offset, each must end before
      * the next begins */
+    for (uint64_t i = 0; i < n_tensors; i++) sorted[i] = &g->tensors[i];
     qsort(sorted, (size_t)n_tensors, sizeof *sorted, cmp_tensor_offset);
     for (uint64_t i = 1; i < n_tensors; i++) {
         const qkv__gguf_tensor *a = sorted[i - 1], *b = sorted[i];
@@ -514,15 +525,10 @@ static qkv_status parse(cursor *c, qkv__gguf *g) {
     return QKV_OK;
 }
 
-qkv_status qkv__gguf_parse(const uint8_t *buf, size_t size, const char *path, qkv__gguf *g) {
-    int owns = g->owns_map; /* set by qkv__gguf_open just before */
-    qkv__mmap map = g->map;
-    memset(g, 0, sizeof *g);
-    g->owns_map = owns;
-    g->map = owns ? map : (qkv__mmap){buf, size};
-    g->path = path;
-    if (!buf && size) return qkv__fail(QKV_EINVAL, "%s: no buffer", path);
-    cursor c = {buf, size, 0, path};
+/* Parses g->map into g's tables (g zeroed but for map, owns_map and path). */
+static qkv_status parse_map(qkv__gguf *g) {
+    if (!g->map.data && g->map.size) return qkv__fail(QKV_EINVAL, "%s: no buffer", g->path);
+    cursor c = {g->map.data, g->map.size, 0, g->path};
     qkv_status st = parse(&c, g);
     if (st) {
         free_tables(g);
@@ -532,13 +538,21 @@ qkv_status qkv__gguf_parse(const uint8_t *buf, size_t size, const char *path, qk
     return st;
 }
 
+qkv_status qkv__gguf_parse(const uint8_t *buf, size_t size, const char *path, qkv__gguf *g) {
+    memset(g, 0, sizeof *g);
+    g->map.data = buf; /* not owned: close leaves it alone */
+    g->map.size = size;
+    g->path = path;
+    return parse_map(g);
+}
+
 qkv_status qkv__gguf_open(const char *path, qkv__gguf *g) {
     memset(g, 0, sizeof *g);
+    g->path = path;
     qkv_status st = qkv__mmap_open(path, &g->map);
     if (st) return st;
     g->owns_map = 1;
-    st = qkv__gguf_parse(g->map.data, g->map.size, path, g);
-    if (st) qkv__gguf_close(g);
+    if ((st = parse_map(g))) qkv__gguf_close(g);
     return st;
 }
 
@@ -551,16 +565,32 @@ int qkv__gguf_str_eq(qkv__gguf_str s, const char *c) {
     return s.n == n && (n == 0 || !memcmp(s.s, c, n));
 }
 
+/* Binary search of a table sorted by name (the parse's duplicate check sorted it). */
+#define BSEARCH(table, n, field, want)                                                  \
+    do {                                                                                \
+        qkv__gguf_str w__ = {(want), strlen(want)};                                     \
+        uint64_t lo__ = 0, hi__ = (n);                                                  \
+        while (lo__ < hi__) {                                                           \
+            uint64_t mid__ = lo__ + (hi__ - lo__) / 2;                                  \
+            int r__ = cmp_str((table)[mid__]->field, w__);                              \
+            if (r__ == 0) return (table)[mid__];                                        \
+            if (r__ < 0) lo__ = mid__ + 1;                                              \
+            else hi__ = mid__;                                                          \
+        }                                                                               \
+        return NULL;                                                                    \
+    } while (0)
+
 const qkv__gguf_kv *qkv__gguf_find(const qkv__gguf *g, const char *key) {
-    for (uint64_t i = 0; i < g->n_kv; i++)
-        if (qkv__gguf_str_eq(g->kv[i].key, key)) return &g->kv[i];
-    return NULL;
+    if (!g->kv_by_key) /* during the parse, before the table is sorted */
+        for (uint64_t i = 0; i < g->n_kv; i++)
+            if (qkv__gguf_str_eq(g->kv[i].key, key)) return &g->kv[i];
+    if (!g->kv_by_key) return NULL;
+    BSEARCH(g->kv_by_key, g->n_kv, key, key);
 }
 
 const qkv__gguf_tensor *qkv__gguf_find_tensor(const qkv__gguf *g, const char *name) {
-    for (uint64_t i = 0; i < g->n_tensors; i++)
-        if (qkv__gguf_str_eq(g->tensors[i].name, name)) return &g->tensors[i];
-    return NULL;
+    if (!g->t_by_name) return NULL;
+    BSEARCH(g->t_by_name, g->n_tensors, name, name);
 }
 
 const qkv__gguf_kv *qkv__gguf_find_arr(const qkv__gguf *g, const char *key, qkv__gguf_type elem) {
@@ -724,7 +754,7 @@ uint16_t qkv__f32_to_f16(float f) {
         if (rem > halfway || (rem == halfway && (q & 1))) q++;
         return (uint16_t)(sign | q);
     }
-    uint32_t e = (ax >> 23) - 127 + 15, m = ax & 0x7fffffu;
+    uint32_t e = (ax >> 23) - 112, m = ax & 0x7fffffu; /* rebias 127 -> 15; ax >= 2^-14 */
     uint32_t h = (e << 10) | (m >> 13), rem = m & 0x1fffu;
     if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++; /* may carry into the exponent: fine */
     return (uint16_t)(sign | h);

@@ -78,6 +78,9 @@ typedef struct qkv__gguf {
     qkv__gguf_tensor *tensors;
     const uint8_t *data; size_t data_size;
     int owns_map; /* (addition) 1 after qkv__gguf_open: close unmaps */
+    /* (additions) kv and tensors sorted by key / name, for O(log n) lookups */
+    qkv__gguf_kv **kv_by_key;
+    qkv__gguf_tensor **t_by_name;
 } qkv__gguf;
 
 /* Maps and validates a GGUF file: magic, version 2 or 3, counts against the bytes left,
@@ -85,6 +88,8 @@ typedef struct qkv__gguf {
  * dims positive with no overflow, types known, extents inside the file, no overlaps, no
  * duplicate keys or tensor names. Messages name the key or tensor at fault. */
 qkv_status qkv__gguf_open(const char *path, qkv__gguf *g);
+/* (Both take g uninitialised; on failure it holds nothing to free. parse: buf and path must
+ * outlive g, which only points into buf; open keeps path too.) */
 qkv_status qkv__gguf_parse(const uint8_t *buf, size_t size, const char *path, qkv__gguf *g);
 void qkv__gguf_close(qkv__gguf *g);
 
@@ -109,7 +114,8 @@ qkv_status qkv__gguf_to_f32(const qkv__gguf_tensor *t, float *dst);
  * and length is also checked against the bytes left in the file before anything is
  * allocated. */
 #define QKV__GGUF_MAX_KV        4096u
-#define QKV__GGUF_MAX_TENSORS   65536u
+#define QKV__GGUF_MAX_TENSORS   65536u /* the anchors say 4096; big MoE files with per-expert
+                                         * tensors pass it, and each info costs >= 33 bytes */
 #define QKV__GGUF_MAX_STRING    ((uint64_t)1 << 20)  /* 1 MiB */
 #define QKV__GGUF_MAX_ARRAY     ((uint64_t)1 << 20)  /* elements */
 #define QKV__GGUF_MAX_ALIGNMENT ((uint64_t)1 << 20)  /* 1 MiB */
@@ -175,6 +181,10 @@ qkv_status qkv__gguf_w_arr_str(qkv__gguf_writer *w, const char *key, uint64_t n,
 /* A tensor from bytes already in its type (n_bytes must be what ne and type imply). */
 qkv_status qkv__gguf_w_tensor(qkv__gguf_writer *w, const char *name, uint32_t type, int n_dims,
                               const int64_t *ne, const void *data, size_t n_bytes);
+/* The same without a copy: data must stay valid until _bytes / _save (for `qkv convert`,
+ * whose weights are already in memory, so the file is the only second copy). */
+qkv_status qkv__gguf_w_tensor_ref(qkv__gguf_writer *w, const char *name, uint32_t type,
+                                  int n_dims, const int64_t *ne, const void *data, size_t n_bytes);
 /* A tensor from float32, converted to type (F32, F16, BF16, Q8_0, Q4_0). */
 qkv_status qkv__gguf_w_tensor_f32(qkv__gguf_writer *w, const char *name, uint32_t type,
                                   int n_dims, const int64_t *ne, const float *src);

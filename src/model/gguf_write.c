@@ -27,8 +27,9 @@ typedef struct wtensor {
     uint32_t type;
     int n_dims;
     int64_t ne[QKV__GGUF_MAX_DIMS];
-    uint8_t *data; /* owned, n_bytes */
+    const uint8_t *data; /* n_bytes: owned, or the caller's (qkv__gguf_w_tensor_ref) */
     size_t n_bytes;
+    int owned;
 } wtensor;
 
 struct qkv__gguf_writer {
@@ -105,7 +106,7 @@ void qkv__gguf_writer_free(qkv__gguf_writer *w) {
     free(w->keys);
     for (size_t i = 0; i < w->n_tensors; i++) {
         free(w->tensors[i].name);
-        free(w->tensors[i].data);
+        if (w->tensors[i].owned) free((void *)w->tensors[i].data);
     }
     free(w->tensors);
     free(w->kv.p);
@@ -299,14 +300,14 @@ static qkv_status check_tensor(qkv__gguf_writer *w, const char *name, uint32_t t
     return QKV_OK;
 }
 
-/* Appends a tensor that owns data (freed on failure). */
+/* Appends a tensor; data is owned (and freed on failure) when owned. */
 static qkv_status add_tensor(qkv__gguf_writer *w, const char *name, uint32_t type, int n_dims,
-                             const int64_t *ne, uint8_t *data, size_t n_bytes) {
+                             const int64_t *ne, const uint8_t *data, size_t n_bytes, int owned) {
     if (w->n_tensors == w->cap_tensors) {
         size_t cap = w->cap_tensors ? w->cap_tensors * 2 : 16;
         wtensor *t = realloc(w->tensors, sizeof *t * cap);
         if (!t) {
-            free(data);
+            if (owned) free((void *)data);
             return w_fail(w, qkv__fail(QKV_ENOMEM, "out of memory"));
         }
         w->tensors = t;
@@ -315,9 +316,10 @@ static qkv_status add_tensor(qkv__gguf_writer *w, const char *name, uint32_t typ
     wtensor *t = &w->tensors[w->n_tensors];
     memset(t, 0, sizeof *t);
     if (!(t->name = strdup(name))) {
-        free(data);
+        if (owned) free((void *)data);
         return w_fail(w, qkv__fail(QKV_ENOMEM, "out of memory"));
     }
+    t->owned = owned;
     t->type = type;
     t->n_dims = n_dims;
     for (int d = 0; d < QKV__GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
@@ -327,18 +329,29 @@ static qkv_status add_tensor(qkv__gguf_writer *w, const char *name, uint32_t typ
     return QKV_OK;
 }
 
-qkv_status qkv__gguf_w_tensor(qkv__gguf_writer *w, const char *name, uint32_t type, int n_dims,
-                              const int64_t *ne, const void *data, size_t n_bytes) {
+static qkv_status w_tensor(qkv__gguf_writer *w, const char *name, uint32_t type, int n_dims,
+                           const int64_t *ne, const void *data, size_t n_bytes, int copy) {
     uint64_t n_elems, want;
     qkv_status st = check_tensor(w, name, type, n_dims, ne, &n_elems, &want);
     if (st) return st;
     if (want != n_bytes || (!data && n_bytes))
         return w_fail(w, qkv__fail(QKV_EINVAL, "GGUF writer: tensor %s: %zu bytes given, its shape "
                                    "and type need %llu", name, n_bytes, (unsigned long long)want));
-    uint8_t *copy = malloc(n_bytes ? n_bytes : 1);
-    if (!copy) return w_fail(w, qkv__fail(QKV_ENOMEM, "out of memory"));
-    if (n_bytes) memcpy(copy, data, n_bytes);
-    return add_tensor(w, name, type, n_dims, ne, copy, n_bytes);
+    if (!copy) return add_tensor(w, name, type, n_dims, ne, data, n_bytes, 0);
+    uint8_t *c = malloc(n_bytes ? n_bytes : 1);
+    if (!c) return w_fail(w, qkv__fail(QKV_ENOMEM, "out of memory"));
+    if (n_bytes) memcpy(c, data, n_bytes);
+    return add_tensor(w, name, type, n_dims, ne, c, n_bytes, 1);
+}
+
+qkv_status qkv__gguf_w_tensor(qkv__gguf_writer *w, const char *name, uint32_t type, int n_dims,
+                              const int64_t *ne, const void *data, size_t n_bytes) {
+    return w_tensor(w, name, type, n_dims, ne, data, n_bytes, 1);
+}
+
+qkv_status qkv__gguf_w_tensor_ref(qkv__gguf_writer *w, const char *name, uint32_t type,
+                                  int n_dims, const int64_t *ne, const void *data, size_t n_bytes) {
+    return w_tensor(w, name, type, n_dims, ne, data, n_bytes, 0);
 }
 
 qkv_status qkv__gguf_w_tensor_f32(qkv__gguf_writer *w, const char *name, uint32_t type,
@@ -372,7 +385,7 @@ qkv_status qkv__gguf_w_tensor_f32(qkv__gguf_writer *w, const char *name, uint32_
     case QKV__GGML_Q8_0: qkv__quantize_q8_0(src, (size_t)n, out); break;
     case QKV__GGML_Q4_0: qkv__quantize_q4_0(src, (size_t)n, out); break;
     }
-    return add_tensor(w, name, type, n_dims, ne, out, (size_t)n_bytes);
+    return add_tensor(w, name, type, n_dims, ne, out, (size_t)n_bytes, 1);
 }
 
 /* ---------------------------------------------------------------------------------------

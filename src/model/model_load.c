@@ -244,7 +244,7 @@ static qkv_status load_file(const char *path, qkv_model **out) {
     qkv_status st;
     int gguf = got == 4 && !memcmp(magic, "GGUF", 4);
     if (gguf)
-        st = qkv__fail(QKV_EUNSUPPORTED, "%s: GGUF models are not wired in yet", path); /* TODO gguf_model.c */
+        st = qkv__gguf_src_open(path, &src, &cfg);
     else if (got == 4 && (!memcmp(magic, "PK", 2) || magic[0] == 0x80))
         return qkv__fail(QKV_EUNSUPPORTED, "%s: a pickle / PyTorch file (executable code): qkv reads only "
                          "safetensors folders, GGUF and llama2.c checkpoints", path);

@@ -8,16 +8,20 @@ when it is absent). Checked both ways:
     Q8_0 / Q4_0 tensors quantized by gguf-py's own quants.quantize, a custom alignment) read
     in qkv to the same metadata and the same values (F32/F16/BF16 exactly; quantized ones
     equal to gguf-py's quants.dequantize of the same blocks, and the blocks byte for byte);
-  - files written by qkv's writer read by gguf-py's GGUFReader identically, Q8_0 blocks
-    byte-identical to gguf-py's quantize of the same floats;
-  - every llama.cpp vocab GGUF: qkv's and gguf-py's readings agree on every key, every token,
-    every score and every merge.
+  - files written by qkv's writer read by gguf-py's GGUFReader identically, BF16 / Q8_0 /
+    Q4_0 blocks byte-identical to gguf-py's quantize of the same floats;
+  - a two-layer GQA Llama written as convert_hf_to_gguf.py writes it (tensor_mapping names,
+    q/k rows permuted by the converter's own LlamaModel.permute, taken from its source; one
+    Q8_0 tensor) reads back through qkv's tensor source under Hugging Face names with the
+    Hugging Face values and shapes, and the config from its llama.* keys;
+  - llama.cpp's vocab GGUFs (those up to 2.5 MB; all 19 with QKV_GGUF_ALL=1, since gguf-py's
+    reader is slow on the big ones): qkv's and gguf-py's readings agree on every key, every
+    token, every score and every merge.
 qkv is driven through a small C probe compiled here against $QKV_BUILD/libqkv.a (the
 sanitizer build when that library is one).
 """
 import os
 import shlex
-import struct
 import subprocess
 import sys
 
@@ -34,6 +38,7 @@ PKGS = ["libmicrohttpd", "jansson", "libutf8proc", "openblas"]
 
 PROBE_C = r'''
 #include "model/gguf.h"
+#include "model/model.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,7 +163,30 @@ static int write_spec(const char *spec, const char *out) {
     if (st) { fprintf(stderr, "%s\n", qkv_last_error()); return 1; }
     return 0;
 }
+/* the model view: config fields, then each named tensor's shape and float32 values */
+static int model(int argc, char **argv) {
+    qkv__tensor_src src;
+    qkv_model_config c;
+    if (qkv__gguf_src_open(argv[2], &src, &c)) { fprintf(stderr, "%s\n", qkv_last_error()); return 1; }
+    printf("config %s %d %d %d %d %d %d %d %d %d %d %d %d %d %d %.9g %.9g %d\n", c.family, c.n_layer,
+           c.n_head, c.n_kv_head, c.n_embd, c.head_dim, c.n_ff, c.n_ctx, c.vocab_size, c.norm,
+           c.mlp, c.pos, c.bias, c.qk_norm, c.untied, c.layer_norm_eps, c.rope_theta, c.rope_dim);
+    for (int i = 4; i < argc; i++) {
+        int nd; int64_t sh[QKV__ST_MAX_DIMS]; size_t n = 1;
+        if (!src.shape(src.ctx, argv[i], &nd, sh)) { printf("absent %s\n", argv[i]); continue; }
+        printf("shape %s", argv[i]);
+        for (int d = 0; d < nd; d++) { printf(" %lld", (long long)sh[d]); n *= (size_t)sh[d]; }
+        printf("\n");
+        float *x = malloc(n * 4);
+        if (src.read(src.ctx, argv[i], x)) { fprintf(stderr, "%s\n", qkv_last_error()); return 1; }
+        char p[4096]; snprintf(p, sizeof p, "%s/%s.f32", argv[3], argv[i]);
+        FILE *f = fopen(p, "wb"); fwrite(x, 4, n, f); fclose(f); free(x);
+    }
+    src.close(src.ctx);
+    return 0;
+}
 int main(int argc, char **argv) {
+    if (argc >= 4 && !strcmp(argv[1], "model")) return model(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "dump")) return dump(argv[2], argv[3]);
     if (argc == 4 && !strcmp(argv[1], "write")) return write_spec(argv[2], argv[3]);
     return 2;
@@ -428,6 +456,118 @@ def qkv_writer_to_gguf_py():
         assert np.array_equal(t["f32"], ref.astype(np.float32).reshape(-1)), t["name"]
     print("      qkv -> gguf-py: 18 keys, 5 tensors identical (BF16 / Q8_0 / Q4_0 blocks "
           "byte-equal to gguf-py's quantize)")
+
+
+# ---- a model written as llama.cpp's converter writes it, read back under HF names --------------
+
+def llama_cpp_permute():
+    """LlamaModel.permute, taken from llama.cpp's conversion/llama.py itself (its source, run on
+    NumPy arrays: it only reshapes and swaps axes), so the un-permute is checked against the
+    converter's own code rather than a transcription."""
+    import ast
+    import textwrap
+    path = os.path.join(llama_src(), "conversion", "llama.py")
+    tree = ast.parse(open(path).read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == "LlamaModel":
+            for fn in node.body:
+                if isinstance(fn, ast.FunctionDef) and fn.name == "permute":
+                    fn.decorator_list = []
+                    ns = {"Tensor": np.ndarray}
+                    exec(compile(ast.Module(body=[fn], type_ignores=[]), path, "exec"), ns)
+                    return ns["permute"]
+    raise AssertionError("LlamaModel.permute not found in " + path)
+
+
+def qkv_model(path, names):
+    d = tmpdir()
+    cp = subprocess.run([probe(), "model", path, d] + names, capture_output=True)
+    assert cp.returncode == 0, cp.stderr.decode(errors="replace")
+    cfg, shapes = None, {}
+    for line in cp.stdout.decode().splitlines():
+        f = line.split(" ")
+        if f[0] == "config":
+            cfg = f[1:]
+        elif f[0] == "shape":
+            shapes[f[1]] = [int(v) for v in f[2:]]
+    vals = {n: np.fromfile(os.path.join(d, n + ".f32"), dtype="<f4").reshape(shapes[n])
+            for n in shapes}
+    return cfg, vals
+
+
+@test
+def llama_gguf_reads_as_hugging_face():
+    gguf = gguf_py()
+    QT = gguf.GGMLQuantizationType
+    permute = llama_cpp_permute()
+    C, H, KV, D, F, V, L = 32, 4, 2, 8, 64, 50, 2
+    rng = np.random.default_rng(7)
+    hf = {}
+    for l in range(L):
+        p = "model.layers.%d." % l
+        hf[p + "self_attn.q_proj.weight"] = rng.standard_normal((H * D, C)).astype(np.float32)
+        hf[p + "self_attn.k_proj.weight"] = rng.standard_normal((KV * D, C)).astype(np.float32)
+        hf[p + "self_attn.v_proj.weight"] = rng.standard_normal((KV * D, C)).astype(np.float32)
+        hf[p + "self_attn.o_proj.weight"] = rng.standard_normal((C, H * D)).astype(np.float32)
+        hf[p + "mlp.gate_proj.weight"] = rng.standard_normal((F, C)).astype(np.float32)
+        hf[p + "mlp.up_proj.weight"] = rng.standard_normal((F, C)).astype(np.float32)
+        hf[p + "mlp.down_proj.weight"] = rng.standard_normal((C, F)).astype(np.float32)
+        hf[p + "input_layernorm.weight"] = rng.standard_normal(C).astype(np.float32)
+        hf[p + "post_attention_layernorm.weight"] = rng.standard_normal(C).astype(np.float32)
+    hf["model.embed_tokens.weight"] = rng.standard_normal((V, C)).astype(np.float32)
+    hf["model.norm.weight"] = rng.standard_normal(C).astype(np.float32)
+    hf["lm_head.weight"] = rng.standard_normal((V, C)).astype(np.float32)
+    # tensor_mapping.py's names, the converter's permute on q/k; down_proj as Q8_0
+    gg = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+          "lm_head.weight": "output.weight"}
+    sfx = {"self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+           "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+           "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+           "mlp.down_proj.weight": "ffn_down.weight", "input_layernorm.weight": "attn_norm.weight",
+           "post_attention_layernorm.weight": "ffn_norm.weight"}
+    path = os.path.join(tmpdir(), "llama.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_block_count(L)
+    w.add_embedding_length(C)
+    w.add_head_count(H)
+    w.add_head_count_kv(KV)
+    w.add_feed_forward_length(F)
+    w.add_context_length(256)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(500000.0)
+    w.add_rope_dimension_count(D)
+    for name, x in hf.items():
+        if name.startswith("model.layers."):
+            l, rest = name[len("model.layers."):].split(".", 1)
+            gname = "blk.%s.%s" % (l, sfx[rest])
+        else:
+            gname = gg[name]
+        if name.endswith("q_proj.weight"):
+            x = permute(x, H, H)
+        elif name.endswith("k_proj.weight"):
+            x = permute(x, H, KV)
+        if "down_proj" in name:
+            w.add_tensor(gname, gguf.quants.quantize(x, QT.Q8_0), raw_dtype=QT.Q8_0)
+        else:
+            w.add_tensor(gname, x)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    cfg, vals = qkv_model(path, list(hf))
+    assert cfg[:9] == ["llama", str(L), str(H), str(KV), str(C), str(D), str(F), "256", str(V)], cfg
+    assert cfg[9:15] == ["1", "1", "1", "1", "0", "1"], cfg  # RMS, SwiGLU, RoPE, no bias, untied
+    assert float(cfg[16]) == 500000.0 and cfg[17] == str(D)
+    for name, x in hf.items():
+        got = vals[name]
+        assert list(got.shape) == list(x.shape), (name, got.shape, x.shape)
+        if "down_proj" in name:
+            ref = gguf.quants.dequantize(gguf.quants.quantize(x, QT.Q8_0), QT.Q8_0)
+            assert np.array_equal(got, ref), name
+        else:
+            assert np.array_equal(got, x), name
+    print("      %d tensors back in Hugging Face names and layout (q/k un-permuted against "
+          "llama.cpp's own permute, GQA %d/%d)" % (len(hf), H, KV))
 
 
 # ---- llama.cpp's vocab files, read by both ----------------------------------------------------
