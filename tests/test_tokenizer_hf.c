@@ -195,6 +195,29 @@ static void test_json_spm_and_invalid_utf8(void) {
         ASSERT(k >= 1);
         free(ids);
     }
+    qkv_tokenizer_free(t);
+    /* an added token with normalized: true is matched in the normalized text, against its
+     * normalized content ("b" -> "\u2581b" through Prepend + Replace), as HF does */
+    static const char norm_added[] = "\"added_tokens\":[{\"id\":0,\"content\":\"<unk>\",\"special\":true},"
+                                     "{\"id\":1,\"content\":\"<s>\",\"special\":true},"
+                                     "{\"id\":6,\"content\":\"b\",\"normalized\":true}],";
+    char *j2 = malloc(sizeof MINI_SPM + sizeof norm_added);
+    ASSERT(j2);
+    const char *cut = strstr(MINI_SPM, "\"added_tokens\"");
+    const char *cut_end = strstr(MINI_SPM, "\"model\"");
+    ASSERT(cut && cut_end);
+    size_t o = (size_t)(cut - MINI_SPM);
+    memcpy(j2, MINI_SPM, o);
+    memcpy(j2 + o, norm_added, sizeof norm_added - 1);
+    strcpy(j2 + o + sizeof norm_added - 1, cut_end);
+    p = tmp_write("spm2.json", j2, strlen(j2));
+    free(j2);
+    ASSERT_OK(qkv_tokenizer_open(p, &t));
+    remove(p);
+    encode_str(t, "a b", 3, 0, out, sizeof out);
+    ASSERT_MSG(!strcmp(out, "7,6"), "got %s", out);
+    encode_str(t, "ab", 2, 0, out, sizeof out); /* "\u2581ab": no "\u2581b" in it */
+    ASSERT_MSG(!strcmp(out, "9"), "got %s", out);
     int ids[] = {1, 9, 7, 2, 3};
     char *text = NULL;
     size_t tl = 0;

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -96,6 +99,22 @@ int qkv__cmd_serve(int argc, char **argv) {
         threads = cores > workers ? (int)(cores / workers) : 1;
     }
     if (threads) qkv_set_threads(threads);
+
+#ifdef __GLIBC__
+    /* The server's memory policy (docs/HTTP.md), the process's to set, not the library's.
+     * Big responses and captures (from 1 MiB) come from mmap and go back to the system when
+     * freed: a fixed threshold stops glibc from raising it after the first big free (it then
+     * serves them from the heap, which kept 760 MB resident after a burst of 9 MB replies,
+     * issue 14). Smaller scratch stays in the heap and is reused: 256 KiB measured 0.5 -> 8 ms
+     * for a short request (fresh pages and munmap on every call). A worker arena's free top is
+     * given back by free() beyond M_TRIM_THRESHOLD; below it, malloc_trim after large replies
+     * and once things calm down. One arena: malloc_trim gives back the main arena's free top
+     * but not the other arenas' (measured: 1 MB of 10 stayed after each attack); the threads
+     * that allocate are few (workers, HTTP threads) and allocate per request, not per number. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 4 << 20);
+    mallopt(M_ARENA_MAX, 1);
+#endif
 
     qkv_model *model = NULL;
     qkv_status st = qkv_model_load(model_dir, &model);

@@ -44,6 +44,7 @@ struct qkv__api {
     pthread_mutex_t streams_lock; /* n_streams, stopping */
     pthread_cond_t streams_done;
     int n_streams, stopping;
+    int max_streams; /* generations at once (running or waiting for a slot); 0 = no limit */
 };
 
 qkv_status qkv__api_create(qkv_model *model, int compute_slots, double queue_wait_s,
@@ -72,6 +73,12 @@ qkv_status qkv__api_create(qkv_model *model, int compute_slots, double queue_wai
     pthread_cond_init(&api->streams_done, NULL);
     *out = api;
     return QKV_OK;
+}
+
+void qkv__api_set_max_streams(qkv__api *api, int n) {
+    pthread_mutex_lock(&api->streams_lock);
+    api->max_streams = n;
+    pthread_mutex_unlock(&api->streams_lock);
 }
 
 void qkv__api_free(qkv__api *api) {
@@ -1738,16 +1745,18 @@ qkv__gen_stream *qkv__api_generate_start(qkv__api *api, const char *body, size_t
     qkv__jw_init(&s->buf);
     pthread_mutex_lock(&api->streams_lock);
     int stopping = api->stopping;
-    if (!stopping) api->n_streams++;
+    int full = !stopping && api->max_streams > 0 && api->n_streams >= api->max_streams;
+    if (!stopping && !full) api->n_streams++;
     pthread_mutex_unlock(&api->streams_lock);
-    if (stopping) {
+    if (stopping || full) {
         pthread_mutex_destroy(&s->lock);
         free(s->ids);
         free(s->sel);
         free(s->out);
         free(s);
         s = NULL;
-        reply_error(&r, 503, "the server is stopping");
+        if (stopping) reply_error(&r, 503, "the server is stopping");
+        else reply_error(&r, 503, "%d generations are running or waiting; try again", api->max_streams);
         goto refuse;
     }
     /* the first line: the prompt as tokens */

@@ -17,8 +17,8 @@
  *   it): a watchdog thread shuts the socket down, MHD then closes it;
  * - connection limits in all and per client address, and the idle timeout (MHD);
  * - response bytes held at once are capped across connections (a client that does not read
- *   pins its response): over the budget, 503; big responses are allocated with mmap and the
- *   heap is trimmed after them, so the memory goes back to the system;
+ *   pins its response): over the budget, 503; the heap is trimmed after big responses and once
+ *   things calm down (cmd_serve.c sets the malloc policy that makes that give memory back);
  * - ambiguous framing is refused: two Content-Length headers, Content-Length with
  *   Transfer-Encoding, a transfer coding other than chunked, two Host headers, and a Host or
  *   Content-Type that is not exactly what we serve;
@@ -109,7 +109,7 @@ struct qkv__server {
     int stopping;         /* workers and watchdog end */
     int active;           /* requests between their first call and their completion */
     size_t inflight;      /* response bytes held by MHD */
-    int closed_since_trim; /* connections closed since the heap was last trimmed */
+    int since_trim;       /* connections closed and requests computed since the last trim */
     server_stats stats;
 
     pthread_t *workers;
@@ -167,7 +167,7 @@ static void held_free(void *cls) {
     size_t len = h->len;
     free(h);
 #ifdef __GLIBC__
-    if (len >= TRIM_AFTER) malloc_trim(0);
+    if (len >= TRIM_AFTER) malloc_trim(0); /* what writing it left in the heap */
 #else
     (void)len;
 #endif
@@ -447,6 +447,7 @@ static void run_job(qkv__server *srv, request *req) {
     }
     pthread_mutex_lock(&srv->lock);
     (*count)++;
+    srv->since_trim++;
     pthread_mutex_unlock(&srv->lock);
 }
 
@@ -530,7 +531,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         if (cs->prev) cs->prev->next = cs->next;
         else srv->conns = cs->next;
         if (cs->next) cs->next->prev = cs->prev;
-        srv->closed_since_trim++;
+        srv->since_trim++;
         pthread_mutex_unlock(&srv->lock);
         free(cs);
         *socket_context = NULL;
@@ -559,10 +560,10 @@ static void *watchdog_main(void *arg) {
     while (!srv->stopping) {
         double now = qkv__now();
 #ifdef __GLIBC__
-        /* connections come and go with 32 KiB pools each: once things have calmed down (a
-         * second since the last trim, nothing computing), give the freed heap back */
-        if (srv->closed_since_trim && now - last_trim > 1.0 && !srv->running && !srv->queue_len) {
-            srv->closed_since_trim = 0;
+        /* requests leave free heap behind, connections their 32 KiB pools: once things have
+         * calmed down (a second since the last trim, nothing computing), give it back */
+        if (srv->since_trim && now - last_trim > 1.0 && !srv->running && !srv->queue_len) {
+            srv->since_trim = 0;
             last_trim = now;
             pthread_mutex_unlock(&srv->lock);
             malloc_trim(0);
@@ -780,12 +781,6 @@ qkv_status qkv__server_start(qkv_model *model, const qkv__server_opts *opts_in,
     if (o.max_inflight == 0) o.max_inflight = (size_t)256 << 20;
     if (o.drain_s <= 0) o.drain_s = 10;
     if (o.port < 0 || o.port > 65535) return qkv__fail(QKV_ERANGE, "port %d is not in [0, 65535]", o.port);
-#ifdef __GLIBC__
-    /* Big responses and captures come from mmap and go back to the system when freed: a fixed
-     * threshold stops glibc from raising it after the first big free (it then serves them from
-     * the heap, which keeps hundreds of MB resident after a burst of large replies). */
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-#endif
 
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
@@ -823,6 +818,8 @@ qkv_status qkv__server_start(qkv_model *model, const qkv__server_opts *opts_in,
         server_free(srv);
         return st;
     }
+    /* generations run on threads of their own: as many as the compute queue holds, at most */
+    qkv__api_set_max_streams(srv->api, o.queue_len + o.compute_slots);
     for (int i = 0; i < o.compute_slots; i++) {
         if (pthread_create(&srv->workers[i], NULL, worker_main, srv) != 0) break;
         srv->n_workers++;

@@ -46,6 +46,9 @@ typedef struct qkv__api qkv__api;
 qkv_status qkv__api_create(qkv_model *model, int compute_slots, double queue_wait_s,
                            qkv__api **out);
 void qkv__api_free(qkv__api *api);
+/* At most n generations (POST /api/generate) at once, each a thread of its own; more get 503.
+ * 0 = no limit (the default; the HTTP server sets its compute queue's length + workers). */
+void qkv__api_set_max_streams(qkv__api *api, int n);
 
 /* Asked by a cancellable request between units of work: nonzero = stop (the client has gone,
  * or the server is stopping). */

@@ -41,7 +41,7 @@ static int jbool(json_t *o, const char *key, int dflt) {
 
 static qkv_status refuse(hf_ctx *c, const char *what, const char *type) {
     return qkv__fail(QKV_EFORMAT, "%s: %s \"%s\" is not supported by qkv", c->path, what,
-                     type ? type : "(no type)");
+                     type ? type : "(missing)");
 }
 
 /* A pattern object {"Regex": "..."} or {"String": "..."} compiled (a String is escaped). */

@@ -73,6 +73,8 @@ typedef struct qkv__added {
     int id;
     char *s; size_t n;
     int special, lstrip, rstrip, single_word, normalized;
+    int pass;  /* 0: matched in the raw text; 1: in the normalized text (normalized: true
+                * with a normalizer; s is then the normalized content, as HF matches it) */
 } qkv__added;
 
 typedef struct qkv__tokx {
@@ -95,7 +97,7 @@ typedef struct qkv__tokx {
     int by_score;         /* merges ranked by the merged token's score (SentencePiece BPE) */
     qkv__norm *norm; int n_norm;
     qkv__pre *pre; int n_pre;
-    qkv__added *added; int n_added; size_t added_max;
+    qkv__added *added; int n_added; size_t added_max; int has_pass1;
     int *prefix, n_prefix, *suffix, n_suffix; /* post-processor's special tokens */
     int bos, eos, eot;
     int strip_lead;       /* decoder strips one leading space (Strip / Metaspace / llama2.c) */

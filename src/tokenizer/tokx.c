@@ -214,6 +214,7 @@ qkv_status qkv__tokx_score_merges(qkv__tokx *x) {
         const char *s = x->blob + x->off[t];
         uint32_t l = x->len[t];
         if (qkv__tokx_lookup(x, s, l) != t) continue; /* a duplicate string */
+        if (x->llama2c && !(x->score[t] > -1e10f)) continue; /* run.c starts from best = -1e10 */
         for (uint32_t k = 1; k < l; k++) {
             int a = qkv__tokx_lookup(x, s, k);
             if (a < 0) continue;
@@ -250,12 +251,17 @@ qkv_status qkv__tokx_add_added(qkv__tokx *x, int id, const char *s, size_t n, in
     t->rstrip = rstrip;
     t->single_word = single_word;
     t->normalized = normalized;
+    t->pass = 0;
     x->n_added++;
     if (n > x->added_max) x->added_max = n;
     return QKV_OK;
 }
 
+static qkv_status normalize_added(qkv__tokx *x);
+
 qkv_status qkv__tokx_finish(qkv__tokx *x) {
+    qkv_status nst = normalize_added(x);
+    if (nst) return nst;
     if (x->n_added > 1) qsort(x->added, (size_t)x->n_added, sizeof *x->added, cmp_added_len);
     for (int i = 0; i < x->n_added; i++)
         if (x->added[i].id < 0 || x->added[i].id >= x->n_vocab)
@@ -477,6 +483,34 @@ static qkv_status normalize(const qkv__tokx *x, const char *s, size_t n, sbuf *o
         return OOM();
     }
     return QKV_OK;
+}
+
+/* Added tokens with normalized: true, when the file has a normalizer: matched after
+ * normalization, against their own normalized content (HF's AddedVocabulary). */
+static qkv_status normalize_added(qkv__tokx *x) {
+    if (x->n_norm == 0) return QKV_OK;
+    work w;
+    memset(&w, 0, sizeof w);
+    qkv_status st = QKV_OK;
+    for (int k = 0; k < x->n_added && !st; k++) {
+        qkv__added *a = &x->added[k];
+        if (!a->normalized || a->pass) continue;
+        sbuf nb = {0};
+        st = normalize(x, a->s, a->n, &nb, &w);
+        if (!st && nb.n == 0) st = qkv__fail(QKV_EFORMAT, "added token \"%.40s\" normalizes to nothing", a->s);
+        if (st) {
+            free(nb.s);
+            break;
+        }
+        free(a->s);
+        a->s = nb.s;
+        a->n = nb.n;
+        a->pass = 1;
+        x->has_pass1 = 1;
+        if (a->n > x->added_max) x->added_max = a->n;
+    }
+    work_free(&w);
+    return st;
 }
 
 /* ---- pre-tokenizers ------------------------------------------------------------------ */
@@ -761,18 +795,16 @@ static qkv_status bpe(const qkv__tokx *x, const uint8_t *s, size_t n, work *w) {
 }
 
 /* Normalize, pre-tokenize and BPE one stretch of text between added tokens. */
-static qkv_status encode_stretch(const qkv__tokx *x, const char *s, size_t n, work *w) {
+static const qkv__added *added_at(const qkv__tokx *x, const uint8_t *s, size_t n, size_t i,
+                                  unsigned flags, int pass);
+static int is_ws(uint8_t c);
+
+/* Pre-tokenize and BPE n bytes of normalized text. */
+static qkv_status pre_bpe(const qkv__tokx *x, const char *s, size_t n, work *w) {
+    qkv_status st;
     if (n == 0) return QKV_OK;
-    sbuf norm = {0};
-    qkv_status st = normalize(x, s, n, &norm, w);
-    if (st) {
-        free(norm.s);
-        return st;
-    }
     w->text.n = 0;
-    int ok = sbuf_add(&w->text, norm.s, norm.n);
-    free(norm.s);
-    if (!ok) return OOM();
+    if (!sbuf_add(&w->text, s, n)) return OOM();
     w->a.n = 0;
     if (!plist_add(&w->a, 0, w->text.n)) return OOM();
     for (int k = 0; k < x->n_pre; k++) {
@@ -788,14 +820,47 @@ static qkv_status encode_stretch(const qkv__tokx *x, const char *s, size_t n, wo
     return QKV_OK;
 }
 
+/* Normalize one stretch between (raw) added tokens, split it at the normalized added tokens,
+ * pre-tokenize and BPE the rest. */
+static qkv_status encode_stretch(const qkv__tokx *x, const char *s, size_t n, unsigned flags, work *w) {
+    if (n == 0) return QKV_OK;
+    sbuf norm = {0};
+    qkv_status st = normalize(x, s, n, &norm, w);
+    if (st) {
+        free(norm.s);
+        return st;
+    }
+    const uint8_t *u = (const uint8_t *)norm.s;
+    size_t seg = 0, i = 0;
+    while (!st && x->has_pass1 && i < norm.n) {
+        const qkv__added *a = added_at(x, u, norm.n, i, flags, 1);
+        if (!a) {
+            i++;
+            continue;
+        }
+        size_t end = i, next = i + a->n;
+        if (a->lstrip)
+            while (end > seg && is_ws(u[end - 1])) end--;
+        if (a->rstrip)
+            while (next < norm.n && is_ws(u[next])) next++;
+        st = pre_bpe(x, norm.s + seg, end - seg, w);
+        if (!st && !ibuf_push(&w->out, a->id)) st = OOM();
+        seg = i = next;
+    }
+    if (!st) st = pre_bpe(x, norm.s + seg, norm.n - seg, w);
+    free(norm.s);
+    return st;
+}
+
 static int is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 static int is_wordc(uint8_t c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80; }
 
-/* The added token at s[i] (longest), or NULL. */
+/* The added token of this pass at s[i] (longest), or NULL. */
 static const qkv__added *added_at(const qkv__tokx *x, const uint8_t *s, size_t n, size_t i,
-                                  unsigned flags) {
+                                  unsigned flags, int pass) {
     for (int k = 0; k < x->n_added; k++) {
         const qkv__added *a = &x->added[k];
+        if (a->pass != pass) continue;
         if (a->special && !(flags & QKV_ENCODE_ALLOW_SPECIAL)) continue;
         if (a->n > n - i || (uint8_t)a->s[0] != s[i] || memcmp(a->s, s + i, a->n) != 0) continue;
         if (a->single_word && ((i > 0 && is_wordc(s[i - 1])) || (i + a->n < n && is_wordc(s[i + a->n]))))
@@ -831,10 +896,11 @@ qkv_status qkv__tokx_encode(const qkv__tokx *x, const char *text, size_t len, un
     /* first bytes any allowed added token starts with */
     uint8_t first[256] = {0};
     for (int k = 0; k < x->n_added; k++)
-        if (!x->added[k].special || (flags & QKV_ENCODE_ALLOW_SPECIAL)) first[(uint8_t)x->added[k].s[0]] = 1;
+        if (x->added[k].pass == 0 && (!x->added[k].special || (flags & QKV_ENCODE_ALLOW_SPECIAL)))
+            first[(uint8_t)x->added[k].s[0]] = 1;
     size_t seg = 0, i = 0;
     while (!st && i < len) {
-        const qkv__added *a = first[s[i]] ? added_at(x, s, len, i, flags) : NULL;
+        const qkv__added *a = first[s[i]] ? added_at(x, s, len, i, flags, 0) : NULL;
         if (!a) {
             i++;
             continue;
@@ -845,12 +911,12 @@ qkv_status qkv__tokx_encode(const qkv__tokx *x, const char *text, size_t len, un
         if (a->rstrip)
             while (next < len && is_ws(s[next])) next++;
         w.at_start = seg == 0;
-        st = encode_stretch(x, text + seg, end - seg, &w);
+        st = encode_stretch(x, text + seg, end - seg, flags, &w);
         if (!st && !ibuf_push(&w.out, a->id)) st = OOM();
         seg = i = next;
     }
     w.at_start = seg == 0;
-    if (!st) st = encode_stretch(x, text + seg, len - seg, &w);
+    if (!st) st = encode_stretch(x, text + seg, len - seg, flags, &w);
     if (!st && (flags & QKV_ENCODE_ADD_SPECIAL))
         for (int k = 0; k < x->n_suffix; k++)
             if (!ibuf_push(&w.out, x->suffix[k])) st = OOM();

@@ -1,6 +1,6 @@
 # qkv-test: sanitize
 """test_server_hostile.py -- `qkv serve` under hostile clients (issue 14), on loopback, bounded
-(about 30 s on the release build): drip feeders, clients that never read their responses,
+(about 45 s on the release build): drip feeders, clients that never read their responses,
 clients that abandon their requests, a flood of large requests, ambiguous framing, and SIGTERM
 with requests in flight.
 
@@ -31,10 +31,10 @@ del harness._TESTS[:]  # importing test_server registered its tests; run only ou
 ASAN = "asan" in QKV_BIN or "asan" in os.environ.get("QKV_BUILD", "")
 PROBE_LIMIT = 3.0 if ASAN else 1.0
 ATTACKERS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
-# a model whose largest answer is big: 4 x 8 heads x 320^2 attention = 3.3M numbers (~30 MB JSON)
+# a model whose largest answer is big: 4 x 8 heads x 320^2 attention = 3.3M numbers (20 MB JSON)
 LAYERS, HEADS, EMBD, CTX = 4, 8, 64, 320
 SERVER_ARGS = ["--timeout", "3", "--request-timeout", "2", "--workers", "2", "--queue", "8",
-               "--max-inflight-mb", "96", "--drain", "8"]
+               "--max-inflight-mb", "32", "--drain", "8"]
 
 _MODEL = None
 _SERVER = None
@@ -264,11 +264,12 @@ def drip_feeders_are_cut_at_the_request_deadline():
 
 @test
 def clients_that_do_not_read_pin_a_bounded_budget():
-    """40 clients ask for the largest response (~30 MB) and never read it: the bytes held are
-    capped (--max-inflight-mb 96: the others get 503), and the memory goes back afterwards."""
+    """40 clients ask for a 5 MB response and never read it: the bytes held are capped
+    (--max-inflight-mb 32: the others get 503), and the memory goes back afterwards."""
     s = server()
     before = base_rss(s)
-    body = big_body(s)
+    text = big_text(s)
+    body = json.dumps({"text": text[: len(text) // 2], "top_k": 0}).encode()
     socks = []
     peak = 0
     with Prober(s) as p:
@@ -277,16 +278,20 @@ def clients_that_do_not_read_pin_a_bounded_budget():
             c.sendall(raw_post("/api/attend", body))
             socks.append(c)
         t0 = time.time()
-        while time.time() - t0 < 4.0:
+        held = 0
+        while time.time() - t0 < 5.0:
             peak = max(peak, rss_kib(s))
+            held = max(held, stats(s)["bytes_in_flight"])
             time.sleep(0.1)
     p.check("non-readers")
     j = stats(s)
-    print("      non-readers: %.1f MB held at most (budget %.0f MB), %d over budget, RSS peak %.1f MB"
-          % (j["bytes_in_flight"] / 2 ** 20, j["bytes_budget"] / 2 ** 20, j["requests"]["over_budget"],
-             peak / 1024), flush=True)
-    assert j["bytes_in_flight"] <= j["bytes_budget"], j
-    assert j["requests"]["over_budget"] > 0 or j["requests"]["busy"] > 0, j
+    print("      non-readers: %.1f MB held at most (budget %.0f MB), %d refused over the budget, %d with "
+          "the queue full; RSS peak %.1f MB" % (held / 2 ** 20, j["bytes_budget"] / 2 ** 20,
+                                                 j["requests"]["over_budget"], j["requests"]["busy"],
+                                                 peak / 1024), flush=True)
+    assert held <= j["bytes_budget"], j
+    # the budget is reached (under ASan computing is slower: the queue may fill first)
+    assert j["requests"]["over_budget"] > 0 or (ASAN and j["requests"]["busy"] > 0), j
     if not ASAN:
         assert peak < before + 2 * j["bytes_budget"] / 1024 + 200 * 1024, (peak, before)
     for c in socks:
@@ -362,6 +367,34 @@ def a_flood_of_large_requests_does_not_delay_cheap_ones():
     check_rss(s, "flood", before)
 
 
+@test
+def a_flood_of_generations_is_capped():
+    """Each /api/generate stream is a thread: at most --queue + --workers (10) at once, 503 beyond;
+    the streams of clients that hang up are cancelled."""
+    s = server()
+    body = json.dumps({"prompt": "the bank of the river", "max_tokens": 256, "attention": False}).encode()
+    socks, statuses = [], []
+    with Prober(s) as p:
+        for i in range(24):
+            c = attacker_socket(s, i)
+            c.sendall(raw_post("/api/generate", body))
+            socks.append(c)
+        for c in socks:
+            try:
+                statuses.append(int(c.recv(64).split(b" ")[1]))
+            except (OSError, IndexError, ValueError):
+                statuses.append(0)
+        for c in socks:
+            c.close()
+        time.sleep(0.5)
+    p.check("generation flood")
+    print("      generation flood: %d streams started, %d refused with 503"
+          % (statuses.count(200), statuses.count(503)), flush=True)
+    assert statuses.count(200) <= 10 and statuses.count(200) + statuses.count(503) == 24, statuses
+    j = s.api("/api/attend", {"text": "still here"})
+    assert j["n_tokens"] > 0
+
+
 def exchange(s, data, timeout=5):
     c = socket.create_connection(("127.0.0.1", s.port), timeout=timeout)
     try:
@@ -427,9 +460,11 @@ def ambiguous_framing_is_refused():
 
 @test
 def sigterm_finishes_requests_in_flight_and_refuses_new_ones():
-    s = Server(model_dir(), *SERVER_ARGS)
+    # a drain long enough for a loaded machine: what is checked is that they finish
+    s = Server(model_dir(), *(SERVER_ARGS + ["--drain", "60"]))
     try:
-        body = big_body(s)
+        text = big_text(s)
+        body = json.dumps({"text": text[: len(text) // 2], "top_k": 0}).encode()
         results = [None] * 4
 
         def one(k):
@@ -466,6 +501,35 @@ def sigterm_finishes_requests_in_flight_and_refuses_new_ones():
         err = s.p.stderr.read().decode(errors="replace")
         assert rc == 0 and "Sanitizer" not in err, (rc, err[-2000:])
     finally:
+        if s.p.poll() is None:
+            s.p.kill()
+
+
+@test
+def the_drain_is_bounded():
+    """--drain 1 with more work queued than fits: the server still exits promptly and cleanly
+    (queued requests dropped, the running ones stopped at their next check)."""
+    s = Server(model_dir(), *(SERVER_ARGS + ["--drain", "1"]))
+    socks = []
+    try:
+        body = big_body(s)
+        for i in range(6):
+            socks.append(attacker_socket(s, i))
+            socks[-1].sendall(raw_post("/api/attend", body))
+        deadline = time.time() + 10
+        while stats(s)["queue"]["running"] < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        t0 = time.time()
+        s.p.send_signal(signal.SIGTERM)
+        rc = s.p.wait(30)
+        took = time.time() - t0
+        err = s.p.stderr.read().decode(errors="replace")
+        print("      drain 1 s with 6 large requests in flight: exited after %.2f s" % took, flush=True)
+        assert rc == 0 and "Sanitizer" not in err, (rc, err[-2000:])
+        assert took < (20 if ASAN else 6), took
+    finally:
+        for c in socks:
+            c.close()
         if s.p.poll() is None:
             s.p.kill()
 
