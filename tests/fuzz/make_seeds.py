@@ -408,6 +408,24 @@ def seeds_gguf(out):
     put(out, t, "truncated", gguf(every, [g_tinfo("w", [4, 2], 0, 0)], f32data)[:-9])
 
 
+def seeds_tok_json(out):
+    t = "fz_tok_json"
+    bpe = '"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"<s>":3},"merges":["a b"]}'
+    put(out, t, "ok_plain", ("{" + bpe + "}\0ab ba").encode())
+    put(out, t, "ok_split", ('{"pre_tokenizer":{"type":"Split","pattern":{"Regex":'
+        '"\\\\s+(?!\\\\S)|\\\\p{L}{1,3}|(?i:ab)"},"behavior":"Isolated"},'
+        '"added_tokens":[{"id":3,"content":"<s>","special":true}],' + bpe + '}\0a<s>b').encode())
+    put(out, t, "bad_model", b'{"model":{"type":"Unigram"}}')
+    put(out, t, "bad_bytelevel_without_bytes", ('{"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false},'
+        '"decoder":{"type":"ByteLevel"},' + bpe + '}\0ab a\xc3\xa9').encode())
+    put(out, t, "ok_metaspace", ('{"normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend",'
+        '"prepend":"\u2581"},{"type":"Replace","pattern":{"String":" "},"content":"\u2581"}]},'
+        '"decoder":{"type":"Metaspace"},' + bpe + '}\0a b').encode())
+    put(out, t, "bad_json", b'{"model":')
+    put(out, t, "bad_regex", ('{"pre_tokenizer":{"type":"Split","pattern":{"Regex":"(?<=a)"},'
+        '"behavior":"Isolated"},' + bpe + '}').encode())
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make_seeds.py OUT_DIR")
@@ -420,6 +438,7 @@ def main():
     seeds_api(out)
     seeds_viz(out)
     seeds_gguf(out)
+    seeds_tok_json(out)
     n = sum(len(fs) for _, _, fs in os.walk(out))
     print("make_seeds: %d seed files in %s" % (n, out))
 

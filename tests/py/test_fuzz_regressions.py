@@ -3,7 +3,7 @@
 
 Each libFuzzer target tests/fuzz/fz_<name>.c is compiled here with the project's compiler
 ($CC or cc) and tests/fuzz/replay_main.c, linked against the library under test
-($QKV_BUILD/libqkv.a; with -fsanitize=address,undefined when that library is the sanitizer
+($QKV_BUILD/libqkv_app.a and libqkv.a; with -fsanitize=address,undefined when that library is the sanitizer
 build), and run on
   - the seed corpus (tests/fuzz/make_seeds.py: valid tiny models, vocabularies, requests, and
     one input per malformed class of research/reliability-anchors.md), and
@@ -25,6 +25,7 @@ FUZZ_DIR = os.path.join(ROOT, "tests", "fuzz")
 REG_DIR = os.path.join(FUZZ_DIR, "regressions")
 BUILD = os.environ.get("QKV_BUILD", os.path.join(ROOT, "build"))
 LIB = os.path.join(BUILD, "libqkv.a")
+APP = os.path.join(BUILD, "libqkv_app.a")  # views and server, on top of the library
 TARGETS = sorted(os.path.basename(p)[:-2] for p in glob.glob(os.path.join(FUZZ_DIR, "fz_*.c")))
 PKGS = ["libmicrohttpd", "jansson", "libutf8proc", "openblas"]
 
@@ -53,7 +54,7 @@ def build_replay(target):
     os.makedirs(out_dir, exist_ok=True)
     exe = os.path.join(out_dir, target)
     srcs = [os.path.join(FUZZ_DIR, target + ".c"), os.path.join(FUZZ_DIR, "replay_main.c")]
-    deps = srcs + [os.path.join(FUZZ_DIR, "fuzz_common.h"), LIB]
+    deps = srcs + [os.path.join(FUZZ_DIR, "fuzz_common.h"), LIB, APP]
     if os.path.isfile(exe) and all(os.path.getmtime(exe) > os.path.getmtime(d) for d in deps):
         return exe
     cc = os.environ.get("CC", "cc")
@@ -62,7 +63,7 @@ def build_replay(target):
     cmd = ([cc, "-std=c11", "-D_GNU_SOURCE", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
             "-Wno-unused-parameter", "-I" + os.path.join(ROOT, "include"),
             "-I" + os.path.join(ROOT, "src"), "-I" + FUZZ_DIR] + pkg_config("--cflags") + san +
-           srcs + [LIB, "-fopenmp"] + pkg_config("--libs") + ["-lm", "-lpthread", "-o", exe + ".tmp"])
+           srcs + [APP, LIB, "-fopenmp"] + pkg_config("--libs") + ["-lm", "-lpthread", "-o", exe + ".tmp"])
     cp = subprocess.run(cmd, capture_output=True, text=True)
     assert cp.returncode == 0, "compiling %s failed:\n%s" % (target, cp.stderr[-3000:])
     os.replace(exe + ".tmp", exe)
