@@ -1,11 +1,13 @@
 /*
- * bench_model.c -- `qkv bench model`: GPT-2 small's shapes (124M parameters, random weights
- * made here), prompt processing at 128 and 1024 tokens, generation (F32 and BF16 weights),
- * peak memory, against the machine's own bounds (FMA peak and read bandwidth, measured
- * here) and PyTorch on the same weights in the same run (bench/peers/model_peers.py, with
- * OPENBLAS_CORETYPE=SkylakeX, its best OpenBLAS kernel on this machine).
+ * bench_model.c -- `qkv bench model`: a model's shapes with random weights made here (GPT-2
+ * small, 124M parameters, by default; SmolLM2-135M or Qwen2.5-0.5B with --shape), prompt
+ * processing at 128 and 1024 tokens, generation (F32 and BF16 weights), peak memory, against
+ * the machine's own bounds (FMA peak and read bandwidth, measured here) and PyTorch on the
+ * same weights in the same run (bench/peers/model_peers.py for GPT-2, llama_peers.py for the
+ * Llama family, with OPENBLAS_CORETYPE=SkylakeX, its best OpenBLAS kernel on this machine).
  *
- *   qkv bench model [--threads N] [--reps R] [--gen N] [--no-peers] [--quick]
+ *   qkv bench model [--shape gpt2|smollm2|qwen2.5] [--threads N] [--reps R] [--gen N]
+ *                   [--no-peers] [--quick]
  *
  * Checks first, then times: our AVX-512 and OpenBLAS sgemm paths must agree on the logits,
  * KV-cache generation must pick the same tokens as full forward passes, and the PyTorch
@@ -33,17 +35,47 @@ static float bench_frand(void) {
     return (float)((double)(bench_rng >> 40) / 16777216.0 * 2.0 - 1.0);
 }
 
-static qkv_model *make_gpt2_small(void) {
-    qkv_model_config cfg = {.n_layer = 12, .n_head = 12, .n_embd = 768, .n_ctx = 1024, .vocab_size = 50257, .layer_norm_eps = 1e-5f};
+/* The shapes: GPT-2 small, and two Llama-family models people run today (their published
+ * config.json, with n_ctx cut to 2048 so that the KV cache stays small; the timed prompts are
+ * at most 1024 tokens, so nothing timed depends on it). */
+typedef struct {
+    const char *name;  /* --shape */
+    const char *title; /* the table's */
+    const char *ctx_note;
+    qkv_model_config cfg;
+} bench_shape;
+
+static const bench_shape shapes[] = {
+    {"gpt2", "GPT-2 small", "",
+     {.n_layer = 12, .n_head = 12, .n_embd = 768, .n_ctx = 1024, .vocab_size = 50257, .layer_norm_eps = 1e-5f}},
+    {"smollm2", "SmolLM2-135M", ", n_ctx 2048 of its 8192 to save cache memory",
+     {.n_layer = 30, .n_head = 9, .n_embd = 576, .n_ctx = 2048, .vocab_size = 49152, .layer_norm_eps = 1e-5f,
+      .family = "llama", .n_kv_head = 3, .head_dim = 64, .n_ff = 1536, .norm = QKV_NORM_RMS,
+      .mlp = QKV_MLP_SWIGLU, .pos = QKV_POS_ROPE, .bias = QKV_BIAS_NONE, .rope_theta = 100000.0f}},
+    {"qwen2.5", "Qwen2.5-0.5B", ", n_ctx 2048 of its 32768 to save cache memory",
+     {.n_layer = 24, .n_head = 14, .n_embd = 896, .n_ctx = 2048, .vocab_size = 151936, .layer_norm_eps = 1e-6f,
+      .family = "qwen2", .n_kv_head = 2, .head_dim = 64, .n_ff = 4864, .norm = QKV_NORM_RMS,
+      .mlp = QKV_MLP_SWIGLU, .pos = QKV_POS_ROPE, .bias = QKV_BIAS_QKV, .rope_theta = 1000000.0f}},
+};
+
+/* Random weights for any family, drawn in block order: every parameter 0.05 * U(-1, 1), every
+ * norm weight (and QK-norm weight) 1, the token embeddings spread x6 so that the logits have
+ * clear argmaxes. For GPT-2 this is the same block, draw for draw, as earlier versions made. */
+static qkv_model *make_model(const qkv_model_config *cfg) {
     qkv_model *m = NULL;
-    if (qkv__model_create(&cfg, &m)) return NULL;
-    size_t n;
+    if (qkv__model_create(cfg, &m)) return NULL;
+    const qkv_model_config *c = qkv_model_get_config(m); /* defaults filled in */
+    size_t n, sizes[QKV__N_KINDS];
     float *b = qkv__model_params_block(m, &n);
     for (size_t i = 0; i < n; i++) b[i] = 0.05f * bench_frand();
-    qkv__params *p = qkv__model_params(m);
-    for (int i = 0; i < 12 * 768; i++) p->ln1_w[i] = p->ln2_w[i] = 1.0f;
-    for (int i = 0; i < 768; i++) p->lnf_w[i] = 1.0f;
-    for (int i = 0; i < 50257 * 768; i++) p->wte[i] *= 6.0f; /* spread the logits: clear argmaxes */
+    qkv__param_sizes(c, sizes);
+    qkv__params p;
+    qkv__point_params(c, b, &p);
+    float **kind = (float **)&p; /* QKV__N_KINDS pointers in kind order (params.h) */
+    static const int ones[] = {QKV__P_LN1_W, QKV__P_LN2_W, QKV__P_LNF_W, QKV__P_QN_W, QKV__P_KN_W};
+    for (size_t k = 0; k < sizeof ones / sizeof ones[0]; k++)
+        for (size_t i = 0; i < sizes[ones[k]]; i++) kind[ones[k]][i] = 1.0f;
+    for (size_t i = 0; i < sizes[QKV__P_WTE]; i++) p.wte[i] *= 6.0f; /* spread the logits: clear argmaxes */
     return m;
 }
 
@@ -105,7 +137,7 @@ static double time_generate(qkv_model *m, const int *prompt, int n_prompt, int n
     return (n_out - 1) / (g.t_last - g.t_first);
 }
 
-static const char *peer_script(void) {
+static const char *peer_script(const char *name) {
     static char path[4096];
     char exe[2048];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -114,17 +146,35 @@ static const char *peer_script(void) {
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            snprintf(path, sizeof path, "%s/../bench/peers/model_peers.py", exe);
+            snprintf(path, sizeof path, "%s/../bench/peers/%s", exe, name);
             if (access(path, R_OK) == 0) return path;
         }
     }
-    snprintf(path, sizeof path, "bench/peers/model_peers.py");
+    snprintf(path, sizeof path, "bench/peers/%s", name);
     return access(path, R_OK) == 0 ? path : NULL;
 }
 
+/* qkv__model_save in a child process: the writer builds the whole file in memory (as large as
+ * the weights), which would otherwise count in the peak memory reported below. The child only
+ * reads the parameters (copy-on-write: no copy) and runs no OpenMP. */
+static qkv_status save_checkpoint(const qkv_model *m, const char *dir) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return qkv__model_save(m, dir);
+    if (pid == 0) {
+        qkv_status st = qkv__model_save(m, dir);
+        if (st) fprintf(stderr, "qkv bench model: %s\n", qkv_last_error());
+        _exit(st ? 1 : 0);
+    }
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(ws) && WEXITSTATUS(ws) == 0 ? QKV_OK : QKV_EIO;
+}
+
 /* Runs the PyTorch peer; returns its JSON (last stdout line) or NULL. */
-static json_t *run_peer(const char *dir, int threads, int reps, int n_gen) {
-    const char *script = peer_script();
+static json_t *run_peer(const char *name, const char *dir, int threads, int reps, int n_gen) {
+    const char *script = peer_script(name);
     if (!script || access("/usr/bin/python3", X_OK) != 0) return NULL;
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
@@ -164,6 +214,7 @@ static void row(const char *name, double ours, double peer, double bound, const 
 
 int qkv__bench_model(int argc, char **argv) {
     int threads = 0, reps = 3, n_gen = 128, peers = 1, quick = 0;
+    const bench_shape *shape = &shapes[0];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
@@ -179,13 +230,22 @@ int qkv__bench_model(int argc, char **argv) {
             *slot = (int)v;
         }
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: qkv bench model [--threads N] [--reps R] [--gen N] [--no-peers] [--quick]\n");
+            printf("usage: qkv bench model [--shape gpt2|smollm2|qwen2.5] [--threads N] [--reps R] [--gen N] "
+                   "[--no-peers] [--quick]\n");
             return 0;
+        }
+        else if (!strcmp(a, "--shape") && has) {
+            const char *v = argv[++i];
+            shape = NULL;
+            for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+                if (!strcmp(v, shapes[k].name)) shape = &shapes[k];
+            if (!shape)
+                return qkv__cli_usage_error("bench model", "--shape must be gpt2, smollm2 or qwen2.5 (got '%s')", v);
         }
         else if (!strcmp(a, "--no-peers")) peers = 0;
         else if (!strcmp(a, "--quick")) quick = 1;
-        else return qkv__cli_usage_error("bench model", "unknown option '%s' (--threads N, --reps R, "
-                                         "--gen N, --no-peers, --quick)", a);
+        else return qkv__cli_usage_error("bench model", "unknown option '%s' (--shape gpt2|smollm2|qwen2.5, "
+                                         "--threads N, --reps R, --gen N, --no-peers, --quick)", a);
     }
     if (threads > 0) qkv_set_threads(threads);
     threads = qkv_get_threads();
@@ -201,19 +261,25 @@ int qkv__bench_model(int argc, char **argv) {
     /* ---- machine bounds ---- */
     double peak = has_avx512 ? qkv__fma_peak_avx512(0.4, threads) : NAN;
 
-    qkv_model *m = make_gpt2_small();
+    const int is_gpt2 = !strcmp(shape->name, "gpt2");
+    qkv_model *m = make_model(&shape->cfg);
     if (!m) return qkv__cli_fail("bench model", QKV_ENOMEM);
     const qkv_model_config *c = qkv_model_get_config(m);
-    const double C = c->n_embd, L = c->n_layer, V = c->vocab_size;
-    const double mat_params = L * 12 * C * C, head = V * C;
+    const qkv__dims dm = qkv__dims_of(c);
+    const int nv = c->vocab_size, n_ctx = c->n_ctx; /* c dies with m, before the JSON */
+    const double C = dm.C, L = c->n_layer, V = nv, Hd = dm.Hd;
+    /* the weight matrices a token passes through: q|k|v, output, MLP in (F2 wide: gate|up for
+     * SwiGLU), MLP out; 12 C^2 a layer for GPT-2 */
+    const double mat_params = L * (C * dm.W + Hd * C + C * dm.F2 + (double)dm.F * C), head = V * C;
+    const double n_params = (double)qkv_model_n_params(m);
     int *ids = malloc(sizeof(int) * 1024), *gen_out = malloc(sizeof(int) * 1024);
-    float *last = malloc(sizeof(float) * 50257), *last2 = malloc(sizeof(float) * 50257);
+    float *last = malloc(sizeof(float) * (size_t)nv), *last2 = malloc(sizeof(float) * (size_t)nv);
     if (!ids || !gen_out || !last || !last2) {
         free(ids), free(gen_out), free(last), free(last2);
         qkv_model_free(m);
         return qkv__cli_fail("bench model", QKV_ENOMEM);
     }
-    for (int i = 0; i < 1024; i++) ids[i] = (int)((bench_rng = bench_rng * 6364136223846793005ull + 1) >> 33) % 50257;
+    for (int i = 0; i < 1024; i++) ids[i] = (int)((bench_rng = bench_rng * 6364136223846793005ull + 1) >> 33) % nv;
 
     /* ---- checks ---- */
     const char *gemm_default = qkv__gemm_name();
@@ -224,7 +290,7 @@ int qkv__bench_model(int argc, char **argv) {
         qkv__gemm_select("avx512");
         qkv_model_forward(m, ids, 64, NULL, NULL, last, NULL);
         double md = 0, mx = 0;
-        for (int j = 0; j < 50257; j++) {
+        for (int j = 0; j < nv; j++) {
             md = fmax(md, fabs(last[j] - last2[j]));
             mx = fmax(mx, fabs(last2[j]));
         }
@@ -242,7 +308,7 @@ int qkv__bench_model(int argc, char **argv) {
         for (int i = 0; i < n_out && agree; i++) {
             qkv_model_forward(m, seq, 8 + i, NULL, NULL, last, NULL);
             int best = 0;
-            for (int j = 1; j < 50257; j++)
+            for (int j = 1; j < nv; j++)
                 if (last[j] > last[best]) best = j;
             agree = best == gen_ids[i];
             seq[8 + i] = best;
@@ -260,9 +326,9 @@ int qkv__bench_model(int argc, char **argv) {
     json_t *peer = NULL;
     char dir[] = "/tmp/qkv-bench-model-XXXXXX";
     if (peers && mkdtemp(dir)) {
-        if (qkv__model_save(m, dir) == QKV_OK) {
+        if (save_checkpoint(m, dir) == QKV_OK) {
             qkv_model_forward(m, ids, 128, NULL, NULL, last, NULL);
-            int64_t shape[1] = {50257};
+            int64_t vshape[1] = {nv};
             int64_t ishape[1] = {1024};
             float *fids = malloc(sizeof(float) * 1024);
             if (fids) {
@@ -271,11 +337,11 @@ int qkv__bench_model(int argc, char **argv) {
                 snprintf(p1, sizeof p1, "%s/ids.npy", dir);
                 snprintf(p2, sizeof p2, "%s/qkv_last128.npy", dir);
                 qkv__npy_save(p1, fids, 1, ishape);
-                qkv__npy_save(p2, last, 1, shape);
+                qkv__npy_save(p2, last, 1, vshape);
                 free(fids);
             }
             fflush(stdout);
-            peer = run_peer(dir, threads, reps, quick ? 16 : 64);
+            peer = run_peer(is_gpt2 ? "model_peers.py" : "llama_peers.py", dir, threads, reps, quick ? 16 : 64);
         }
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -295,6 +361,13 @@ int qkv__bench_model(int argc, char **argv) {
         qkv__gemm_select(gemm_default);
     }
     double gen32 = time_generate(m, ids, 16, n_gen, gen_out);
+    int gen_agree = -1; /* the peer's greedy tokens from the same 16-token prompt: the first 8 */
+    json_t *pg = peer ? json_object_get(peer, "gen_ids") : NULL;
+    if (!is_gpt2 && pg && json_is_array(pg) && gen32 > 0) {
+        gen_agree = json_array_size(pg) == 8;
+        for (size_t k = 0; k < json_array_size(pg) && k < 8 && gen_agree; k++)
+            gen_agree = json_integer_value(json_array_get(pg, k)) == gen_out[k];
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double peak_mb = ru.ru_maxrss / 1024.0; /* F32 weights + activations + cache */
@@ -320,14 +393,18 @@ int qkv__bench_model(int argc, char **argv) {
     double load_after = load_average();
 
     /* bounds: FLOPs a token (last-position logits: the LM head once per prompt) */
-    double fl128 = 2 * mat_params + L * 4 * C * (128 + 1) / 2 + 2 * head / 128;
-    double fl1024 = 2 * mat_params + L * 4 * C * (1024 + 1) / 2 + 2 * head / 1024;
+    /* (attention: q.k and p.v over H heads of d, (N + 1) / 2 keys on average) */
+    double fl128 = 2 * mat_params + L * 4 * Hd * (128 + 1) / 2 + 2 * head / 128;
+    double fl1024 = 2 * mat_params + L * 4 * Hd * (1024 + 1) / 2 + 2 * head / 1024;
     double b128 = peak * 1e9 / fl128, b1024 = peak * 1e9 / fl1024;
     double bytes32 = 4 * (mat_params + head), bytes16 = 2 * (mat_params + head);
     double g32 = bw * 1e9 / bytes32, g16 = bw * 1e9 / bytes16;
 
-    printf("\nGPT-2 small shapes (124M params, random weights), %d threads, sgemm %s, OpenBLAS core %s\n",
-           threads, gemm_default, qkv__openblas_core());
+    if (gen_agree >= 0)
+        printf("check: PyTorch's KV-cache greedy tokens = qkv's (first 8): %s\n", gen_agree ? "yes" : "NO");
+    printf("\n%s shapes (%.0fM params, random weights%s), %d threads, sgemm %s, OpenBLAS core %s\n",
+           shape->title, is_gpt2 ? 124.0 : n_params / 1e6, shape->ctx_note, threads, gemm_default,
+           qkv__openblas_core());
     printf("machine: FMA peak %.0f GFLOP/s, read bandwidth %.1f GB/s (measured now); load average "
            "%.1f before, %.1f after%s\n", peak, bw, load_before, load_after,
            load_before > threads || load_after > threads
@@ -348,11 +425,17 @@ int qkv__bench_model(int argc, char **argv) {
            peak_mb, peak_bf16_mb);
     if (peer) printf("; PyTorch %.0f MB", jnum(peer, "peak_mb"));
     printf("\n");
-    printf("reference (research/gpt2-peers.md, 2 threads): llama.cpp F32 ~870-940 / ~640-690 prompt, "
-           "~52-56 generating\n");
+    if (is_gpt2)
+        printf("reference (research/gpt2-peers.md, 2 threads): llama.cpp F32 ~870-940 / ~640-690 prompt, "
+               "~52-56 generating\n");
 
     json_t *o = json_object();
     json_object_set_new(o, "bench", json_string("model"));
+    if (!is_gpt2) { /* GPT-2's line stays as it was */
+        json_object_set_new(o, "shape", json_string(shape->name));
+        json_object_set_new(o, "n_params", json_integer((json_int_t)n_params));
+        json_object_set_new(o, "n_ctx", json_integer(n_ctx));
+    }
     json_object_set_new(o, "threads", json_integer(threads));
     json_object_set_new(o, "gemm", json_string(gemm_default));
     json_object_set_new(o, "peak_gflops", json_real(isfinite(peak) ? peak : 0));

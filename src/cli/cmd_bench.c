@@ -19,7 +19,7 @@ static const struct bench {
     {"attention", qkv__bench_attention,
      "[--quick] [--sizes 128,512,...] [--threads N] [--budget SEC] [--no-peers] [--no-decode] [--json FILE]",
      "the fused engine against this machine's peak and PyTorch/NumPy"},
-    {"model", qkv__bench_model, "[--threads N] [--reps R] [--gen N] [--no-peers] [--quick]",
+    {"model", qkv__bench_model, "[--shape gpt2|smollm2|qwen2.5] [--threads N] [--reps R] [--gen N] [--no-peers] [--quick]",
      "GPT-2 forward and generation against PyTorch on the same weights"},
     {"train", qkv__bench_train, "[--threads N] [--steps S] [--quick] [--tiny] [--no-peers] [--no-llmc]",
      "one training step against PyTorch and llm.c"},
