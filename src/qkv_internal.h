@@ -89,6 +89,14 @@ qkv_status qkv__npy_read(const char *path, qkv__npy *arr);
 qkv_status qkv__npy_save(const char *path, const float *data, int ndim, const int64_t *shape);
 void qkv__npy_free(qkv__npy *arr);
 
+/* ---- UTF-8 (utf8.c) ---- */
+/* Strict UTF-8: decodes one code point at s[0..n) (n >= 1) into *cp and returns its length
+ * 1..4, or 0 when the bytes there are not a valid sequence (bad lead byte, truncated,
+ * overlong, surrogate, above U+10FFFF). */
+size_t qkv__utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
+/* Encodes cp (<= 0x10FFFF) into out[0..4); returns the length. */
+size_t qkv__utf8_encode(uint32_t cp, uint8_t out[4]);
+
 /* splitmix64's finaliser: a 64-bit hash (dropout masks hash (key, element) with it). */
 static inline uint64_t qkv__mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;

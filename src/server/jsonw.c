@@ -1,6 +1,8 @@
 /* jsonw.c -- the server's JSON writer (see jsonw.h). */
 #include "server/jsonw.h"
 
+#include "qkv_internal.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,36 +46,12 @@ void qkv__jw_raw(qkv__jw *w, const char *s, size_t n) {
 
 void qkv__jw_lit(qkv__jw *w, const char *s) { qkv__jw_raw(w, s, strlen(s)); }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if invalid: RFC 3629, no
- * overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *s, size_t n, unsigned *cp) {
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    unsigned min;
-    if ((c & 0xE0) == 0xC0) len = 2, min = 0x80, c &= 0x1F;
-    else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800, c &= 0x0F;
-    else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000, c &= 0x07;
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-    *cp = c;
-    return len;
-}
-
 int qkv__jw_utf8_valid(const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
-    unsigned cp;
+    uint32_t cp;
     while (i < n) {
-        size_t k = utf8_seq(p + i, n - i, &cp);
+        size_t k = qkv__utf8_decode(p + i, n - i, &cp);
         if (!k) return 0;
         i += k;
     }
@@ -91,8 +69,8 @@ void qkv__jw_str(qkv__jw *w, const char *s, size_t n) {
     while (i < n) {
         unsigned c = p[i];
         if (c >= 0x80) {
-            unsigned cp;
-            size_t k = utf8_seq(p + i, n - i, &cp);
+            uint32_t cp;
+            size_t k = qkv__utf8_decode(p + i, n - i, &cp);
             if (!k) { /* one invalid byte -> one replacement character */
                 memcpy(o, "\\ufffd", 6);
                 o += 6;

@@ -21,12 +21,7 @@ typedef struct qkv__bytemap {
 } qkv__bytemap;
 void qkv__bytemap_init(qkv__bytemap *m);
 
-/* Strict UTF-8: decodes one code point at s[0..n) (n >= 1) into *cp and returns its length
- * 1..4, or 0 when the bytes there are not a valid sequence (bad lead byte, truncated,
- * overlong, surrogate, above U+10FFFF). */
-size_t qkv__utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
-/* Encodes cp (<= 0x10FFFF) into out[0..4); returns the length. */
-size_t qkv__utf8_encode(uint32_t cp, uint8_t out[4]);
+
 
 /* The pre-tokenizer: GPT-2's pattern
  *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+

@@ -215,7 +215,7 @@ static void column_labels(ansi_ctx *c, int n_panels, int k_shown, int cw, int ga
                     uint32_t cp = '?';
                     int k = 1;
                     for (int q = 0; q <= r; q++) {
-                        k = qkv__viz_utf8_decode((const unsigned char *)s + off, len - off, &cp);
+                        k = (int)qkv__utf8_decode((const uint8_t *)(const unsigned char *)s + off, len - off, &cp);
                         if (!k)
                             k = 1, cp = '?';
                         if (q < r)

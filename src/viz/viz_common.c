@@ -111,37 +111,6 @@ void qkv__vb_free(qkv__vbuf *b) {
  * UTF-8
  * ------------------------------------------------------------------------------------- */
 
-int qkv__viz_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    if (n == 0)
-        return 0;
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    int len;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2, v = c & 0x1F, min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3, v = c & 0x0F, min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        return 0; /* continuation byte, C0/C1 overlong lead, or F5..FF */
-    }
-    if ((size_t)len > n)
-        return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
-    *cp = v;
-    return len;
-}
 
 int qkv__viz_utf8_cp_width(uint32_t cp) {
     int w = utf8proc_charwidth((utf8proc_int32_t)cp);
@@ -154,7 +123,7 @@ int qkv__viz_utf8_width(const char *s) {
     int w = 0;
     while (n) {
         uint32_t cp;
-        int k = qkv__viz_utf8_decode(p, n, &cp);
+        int k = (int)qkv__utf8_decode((const uint8_t *)p, n, &cp);
         if (!k) { /* labels are valid UTF-8; count a stray byte as one column anyway */
             k = 1;
             cp = '?';
@@ -182,7 +151,7 @@ int qkv__vb_fit(qkv__vbuf *b, const char *s, int max_cols, int pad) {
     int used = 0;
     while (n) {
         uint32_t cp;
-        int k = qkv__viz_utf8_decode(p, n, &cp);
+        int k = (int)qkv__utf8_decode((const uint8_t *)p, n, &cp);
         if (!k)
             k = 1, cp = '?';
         int w = qkv__viz_utf8_cp_width(cp);
@@ -232,7 +201,7 @@ qkv_status qkv_viz_label(const char *bytes, size_t len, int flags, char **out) {
     size_t i = 0;
     while (i < len) {
         uint32_t cp;
-        int k = qkv__viz_utf8_decode(s + i, len - i, &cp);
+        int k = (int)qkv__utf8_decode((const uint8_t *)s + i, len - i, &cp);
         if (!k) {
             if (flags & QKV_VIZ_LABEL_LOSSY)
                 qkv__vb_puts(&b, "\xEF\xBF\xBD"); /* U+FFFD */

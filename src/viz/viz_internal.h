@@ -25,9 +25,7 @@ void qkv__vb_printf(qkv__vbuf *b, const char *fmt, ...) QKV__PRINTF(2, 3);
 qkv_status qkv__vb_finish(qkv__vbuf *b, char **out, size_t *len, const char *what);
 void qkv__vb_free(qkv__vbuf *b);
 
-/* Strict UTF-8: length (1..4) of the sequence at s[0..n) and its code point, or 0 when the
- * bytes are not a valid sequence (overlong, surrogate, > U+10FFFF, truncated). */
-int qkv__viz_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+/* UTF-8 is decoded by qkv__utf8_decode (src/common/utf8.c), the one decoder. */
 /* Terminal columns of one code point (0 for combining and control characters). */
 int qkv__viz_utf8_cp_width(uint32_t cp);
 /* Terminal columns of a valid UTF-8 string (wide characters count 2, combining 0). */

@@ -79,7 +79,7 @@ static void text(canvas *c, float fx, float fy, const char *s, const uint8_t rgb
     int pen = 0;
     while (n) {
         uint32_t cp;
-        int k = qkv__viz_utf8_decode(p, n, &cp);
+        int k = (int)qkv__utf8_decode((const uint8_t *)p, n, &cp);
         if (!k)
             k = 1, cp = '?';
         const unsigned char *g = qkv__font[glyph_of(cp)];
