@@ -122,7 +122,7 @@ qkv_status qkv__check_ids(const qkv_model *model, const int *ids, int n) {
 /* The forward pass over n tokens at positions pos0 .. pos0 + n - 1. kv (or NULL): the
  * engine's generation cache holding pos0 tokens; the new tokens' keys and values are
  * appended (and committed) and the queries attend to all pos0 + n cached tokens.
- * bf16: one-token matmuls read the model's BF16 copies. */
+ * bf16: one-token matmuls read the model's BF16 and / or Q8_0 copies. */
 /* ---- interventions ------------------------------------------------------------------------ */
 
 static qkv_status check_iv(const qkv_model_config *c, const qkv_intervention *iv, int n) {
@@ -241,7 +241,8 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
         return qkv__fail(QKV_EINVAL, "forward: %d variants (several only without cache, capture or full logits)", n_var);
     int R = n_var * n; /* rows: the variants' sentences one after another */
     size_t NC = (size_t)n * C, RC = (size_t)R * C, RW = (size_t)R * m.W;
-    if (bf16 && (!model->bf16 || n_var > 1)) bf16 = 0;
+    /* bf16: "reduced copies", BF16 and / or Q8_0 (qkv_model_use_q8), whichever the model has */
+    if (bf16 && ((!model->bf16 && !model->q8) || n_var > 1)) bf16 = 0;
     qkv_status st = QKV_OK;
     for (int v = 0; iv && v < n_var; v++) {
         if (kv && (iv[v].ablate || iv[v].n_head_patches || iv[v].n_resid_patches))
@@ -305,11 +306,17 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
             cpu0 = cpu;
         }
         qkv__block_bf16 bw = {0};
-        if (bf16 && n == 1) {
+        if (bf16 && n == 1 && model->bf16) {
             bw.attn_w = model->bf16_attn_w + ul * (size_t)C * m.W;
             bw.proj_w = model->bf16_proj_w + ul * (size_t)m.Hd * C;
             bw.fc_w = model->bf16_fc_w + ul * (size_t)C * m.F2;
             bw.fcproj_w = model->bf16_fcproj_w + ul * (size_t)m.F * C;
+        }
+        if (bf16 && n == 1 && model->q8) { /* Q8_0 rows [out, in / 32]; NULL: no copy of that one */
+            if (model->q8_attn_w) bw.q8_attn_w = model->q8_attn_w + ul * (size_t)m.W * (C / 32);
+            if (model->q8_proj_w) bw.q8_proj_w = model->q8_proj_w + ul * (size_t)C * (m.Hd / 32);
+            if (model->q8_fc_w) bw.q8_fc_w = model->q8_fc_w + ul * (size_t)m.F2 * (C / 32);
+            if (model->q8_fcproj_w) bw.q8_fcproj_w = model->q8_fcproj_w + ul * (size_t)C * (m.F / 32);
         }
         for (int v = 0; iv && v < n_var; v++) apply_resid(&iv[v], l, x + (size_t)v * NC, n, C);
         if (cap && cap->hidden) memcpy(cap->hidden + ul * NC, x, sizeof(float) * NC);
@@ -341,7 +348,10 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
         if (last_logits) memcpy(last_logits, logits + (size_t)(n - 1) * V, sizeof(float) * (size_t)V);
     } else if (last_logits && n_var == 1) {
         qkv__norm_forward(a, NULL, NULL, x + (size_t)(n - 1) * C, p->lnf_w, p->lnf_b, 1, C, eps, c->norm);
-        qkv__gemv_t(a, C, V, out_w, bf16 ? model->bf16_out : NULL, last_logits);
+        if (bf16 && model->q8_out) /* the Q8_0 head: rows [V, C / 32] */
+            qkv__gemv_q8(a, C, V, model->q8_out, NULL, last_logits);
+        else
+            qkv__gemv_t(a, C, V, out_w, bf16 && model->bf16 ? model->bf16_out : NULL, last_logits);
     } else if (last_logits) {
         /* each variant's last row: [n_var, V] */
         for (int v = 0; v < n_var; v++)

@@ -1,5 +1,5 @@
 /*
- * generate.c -- generation with a KV cache, sampling, and the BF16 weight copies.
+ * generate.c -- generation with a KV cache, sampling, and the BF16 and Q8_0 weight copies.
  *
  * The prompt runs as one batch that fills the cache; then one token at a time, each step a
  * GEMV per matrix over weights read once (memory bound). The cache (the engine's
@@ -61,6 +61,88 @@ qkv_status qkv_model_use_bf16(qkv_model *model, int on) {
     model->bf16_fcproj_w = starts[3];
     model->bf16_out = starts[4];
     model->bf16 = b;
+    return QKV_OK;
+}
+
+/* ---- Q8_0 copies ---------------------------------------------------------------------------- */
+
+/* n_mat matrices [in, out] (one per layer, one after another) to Q8_0 rows [out, in / 32]
+ * (trans = 0), or matrices already [out, in] (trans = 1: the output head) quantised row by
+ * row. Threads take 16 output rows at a time, gathered from the [in, out] layout through a
+ * [16, in] buffer (whole cache lines of every source row), then quantised. */
+static qkv_status q8_copy(const float *src, int n_mat, int in, int out, int trans, qkv__q8 *dst) {
+    size_t nb = (size_t)in / 32;
+    int n_chunks = (out + 15) / 16, nt = qkv__model_threads(), failed = 0;
+#pragma omp parallel num_threads(nt) reduction(| : failed)
+    {
+        float *buf = trans ? NULL : malloc(sizeof(float) * 16 * (size_t)in);
+        if (!trans && !buf) failed = 1;
+#pragma omp for schedule(static) collapse(2)
+        for (int l = 0; l < n_mat; l++)
+            for (int ch = 0; ch < n_chunks; ch++) {
+                if (failed) continue;
+                const float *m = src + (size_t)l * in * out;
+                qkv__q8 *dm = dst + (size_t)l * out * nb;
+                int o0 = ch * 16, no = out - o0 < 16 ? out - o0 : 16;
+                if (trans) {
+                    for (int r = 0; r < no; r++)
+                        qkv__q8_quantize(m + (size_t)(o0 + r) * in, (size_t)in, dm + (size_t)(o0 + r) * nb);
+                    continue;
+                }
+                for (int k = 0; k < in; k++) {
+                    const float *row = m + (size_t)k * out + o0;
+                    for (int r = 0; r < no; r++) buf[(size_t)r * in + k] = row[r];
+                }
+                for (int r = 0; r < no; r++)
+                    qkv__q8_quantize(buf + (size_t)r * in, (size_t)in, dm + (size_t)(o0 + r) * nb);
+            }
+        free(buf);
+    }
+    return failed ? qkv__fail(QKV_ENOMEM, "use_q8: out of memory") : QKV_OK;
+}
+
+qkv_status qkv_model_use_q8(qkv_model *model, int on) {
+    if (!model) return qkv__fail(QKV_EINVAL, "use_q8: model is NULL");
+    if (!on) {
+        qkv__free_aligned(model->q8);
+        model->q8 = model->q8_attn_w = model->q8_proj_w = model->q8_fc_w = model->q8_fcproj_w =
+            model->q8_out = NULL;
+        return QKV_OK;
+    }
+    if (model->q8) return QKV_OK;
+    const qkv_model_config *c = &model->cfg;
+    qkv__dims m = qkv__dims_of(c);
+    int L = c->n_layer, C = c->n_embd, V = c->vocab_size;
+    /* in, out of each matrix; one whose in is not a multiple of 32 (odd configs) has no Q8
+     * copy and keeps the F32 (or BF16) path */
+    const int ins[5] = {C, m.Hd, C, m.F, C}, outs[5] = {m.W, C, m.F2, C, V}, nmat[5] = {L, L, L, L, 1};
+    const float *src[5] = {model->p.attn_w, model->p.proj_w, model->p.fc_w, model->p.fcproj_w,
+                           model->p.lm_head ? model->p.lm_head : model->p.wte};
+    size_t nblk[5], total = 0;
+    for (int t = 0; t < 5; t++) {
+        nblk[t] = ins[t] % 32 ? 0 : (size_t)nmat[t] * (size_t)outs[t] * (size_t)(ins[t] / 32);
+        total += nblk[t];
+    }
+    if (!total) return QKV_OK; /* nothing quantisable: generation stays F32 / BF16 */
+    qkv__q8 *q = qkv__alloc_aligned(sizeof(qkv__q8) * total);
+    if (!q) return qkv__fail(QKV_ENOMEM, "use_q8: cannot allocate %.1f MB", (double)total * 34e-6);
+    qkv__q8 *at = q, *starts[5];
+    for (int t = 0; t < 5; t++) {
+        starts[t] = nblk[t] ? at : NULL;
+        if (!nblk[t]) continue;
+        qkv_status st = q8_copy(src[t], nmat[t], ins[t], outs[t], t == 4, at);
+        if (st) {
+            qkv__free_aligned(q);
+            return st;
+        }
+        at += nblk[t];
+    }
+    model->q8_attn_w = starts[0];
+    model->q8_proj_w = starts[1];
+    model->q8_fc_w = starts[2];
+    model->q8_fcproj_w = starts[3];
+    model->q8_out = starts[4];
+    model->q8 = q;
     return QKV_OK;
 }
 
@@ -183,7 +265,9 @@ qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt,
     int eot = model->tok ? qkv_tokenizer_eot(model->tok) : -1;
     uint64_t seed_state = sampler ? sampler->seed : 0, rng = splitmix64(&seed_state);
     if (!rng) rng = 0x9E3779B97F4A7C15ull; /* xorshift must not start at 0 */
-    int bf16 = model->bf16 != NULL;
+    /* "bf16" for qkv__model_run: the one-token steps read the reduced copies, Q8_0 where the
+     * model has them, else BF16 (forward.c) */
+    int bf16 = model->bf16 != NULL || model->q8 != NULL;
     st = qkv__model_run(model, prompt, n_prompt, kv, NULL, NULL, logits, NULL, bf16);
     int pos = n_prompt, produced = 0;
     /* Thread tuning: every 64 steps, 4 probe steps alternate all threads and one thread;

@@ -204,4 +204,15 @@ qkv_status qkv__gguf_model_config(const qkv__gguf *g, qkv_model_config *cfg);
 struct qkv__tensor_src;
 qkv_status qkv__gguf_src_open(const char *path, struct qkv__tensor_src *src, qkv_model_config *cfg);
 
+/* (addition) qkv convert --to gguf: general.*, <arch>.* hyperparameters and every tensor of
+ * model under llama.cpp's names and layouts, as convert_hf_to_gguf.py writes them (arch
+ * gpt2 / llama (mistral too) / qwen2 / qwen3; llama's Q/K rows permuted to interleaved pairs
+ * unless the model's already are; GPT-2's Conv1D weights as [out, in]; a tied output not
+ * stored). Matrices in type (F32, F16, BF16, Q8_0; Q8_0 rows not a multiple of 32 fall back
+ * to F16), 1-D tensors in F32; Llama 3 rope scaling as rope_freqs.weight. Models llama.cpp
+ * cannot express (partial rotary, ...) are refused with the reason. No tokenizer keys. */
+struct qkv_model;
+qkv_status qkv__gguf_export_model(const struct qkv_model *model, qkv__gguf_writer *w, uint32_t type,
+                                  const char *name);
+
 #endif /* QKV_GGUF_H */

@@ -464,3 +464,187 @@ qkv_status qkv__gguf_src_open(const char *path, struct qkv__tensor_src *src, qkv
     src->close = src_close;
     return QKV_OK;
 }
+
+/* ---------------------------------------------------------------------------------------
+ * (addition) The writer side: a model as llama.cpp's convert_hf_to_gguf.py would write it
+ * (qkv convert --to gguf). The same name tables as above, read the other way; the same two
+ * conversions done forwards (llama's Q/K rows permuted to Meta's interleaved pairs, GPT-2's
+ * Conv1D weights transposed to [out, in]).
+ * ------------------------------------------------------------------------------------- */
+
+/* The GGUF name and transform of a Hugging Face name of the tensor table (gpt2: without the
+ * "transformer." prefix); 0 when it has none. */
+static int export_name(int arch, const char *hf, char *out, size_t cap, int *xform) {
+    int gpt2 = arch == ARCH_GPT2;
+    const name_map *layer_map = gpt2 ? gpt2_layer : llama_layer;
+    const name_map *global = gpt2 ? gpt2_global : llama_global;
+    size_t n_layer_map = gpt2 ? sizeof gpt2_layer / sizeof gpt2_layer[0]
+                              : sizeof llama_layer / sizeof llama_layer[0];
+    size_t n_global = gpt2 ? sizeof gpt2_global / sizeof gpt2_global[0]
+                           : sizeof llama_global / sizeof llama_global[0];
+    if (gpt2 && !strncmp(hf, "transformer.", 12)) hf += 12;
+    const char *rest;
+    int layer = split_layer(hf, gpt2 ? "h." : "model.layers.", &rest);
+    *xform = X_NONE;
+    if (layer >= 0) {
+        for (size_t i = 0; i < n_layer_map; i++)
+            if (!strcmp(rest, layer_map[i].hf)) {
+                snprintf(out, cap, "blk.%d.%s", layer, layer_map[i].gguf);
+                *xform = layer_map[i].xform;
+                return 1;
+            }
+        return 0;
+    }
+    for (size_t i = 0; i < n_global; i++)
+        if (!strcmp(hf, global[i].hf)) {
+            snprintf(out, cap, "%s", global[i].gguf);
+            return 1;
+        }
+    return 0;
+}
+
+qkv_status qkv__gguf_export_model(const qkv_model *model, qkv__gguf_writer *w, uint32_t type,
+                                  const char *name) {
+    const qkv_model_config *c = &model->cfg;
+    if (type != QKV__GGML_F32 && type != QKV__GGML_F16 && type != QKV__GGML_BF16 &&
+        type != QKV__GGML_Q8_0)
+        return qkv__fail(QKV_EINVAL, "convert: tensor type %u is not F32, F16, BF16 or Q8_0", type);
+    const char *fam = c->family[0] ? c->family : "gpt2";
+    int arch;
+    if (!strcmp(fam, "gpt2")) arch = ARCH_GPT2;
+    else if (!strcmp(fam, "llama") || !strcmp(fam, "mistral")) arch = ARCH_LLAMA;
+    else if (!strcmp(fam, "qwen2")) arch = ARCH_QWEN2;
+    else if (!strcmp(fam, "qwen3")) arch = ARCH_QWEN3;
+    else return qkv__fail(QKV_EUNSUPPORTED, "convert: family \"%s\" has no GGUF architecture", fam);
+    qkv__dims m = qkv__dims_of(c);
+    const char *a = arch_names[arch];
+    int gpt2 = arch == ARCH_GPT2;
+    /* what llama.cpp's architectures can express */
+    if (gpt2 && (c->norm != QKV_NORM_LAYER || c->mlp != QKV_MLP_GELU_TANH || c->pos != QKV_POS_LEARNED ||
+                 c->bias != QKV_BIAS_ALL || m.KV != m.H || m.d * m.H != m.C))
+        return qkv__fail(QKV_EUNSUPPORTED, "convert: a gpt2 model with non-GPT-2 pieces has no GGUF form");
+    if (!gpt2) {
+        if (c->norm != QKV_NORM_RMS || c->mlp != QKV_MLP_SWIGLU || c->pos != QKV_POS_ROPE ||
+            c->bias == QKV_BIAS_ALL)
+            return qkv__fail(QKV_EUNSUPPORTED, "convert: a %s model with GPT-2 pieces has no GGUF form", fam);
+        if (c->qk_norm && arch != ARCH_QWEN3)
+            return qkv__fail(QKV_EUNSUPPORTED, "convert: QK-norm is written only as qwen3 (this model is %s)", fam);
+        if (arch == ARCH_QWEN3 && c->bias != QKV_BIAS_NONE)
+            return qkv__fail(QKV_EUNSUPPORTED, "convert: a qwen3 model with q/k/v biases has no GGUF form");
+        if (m.rope_dim != m.d)
+            return qkv__fail(QKV_EUNSUPPORTED, "convert: partial rotary (%d of %d dims per head) is not "
+                             "written to GGUF (llama.cpp's %s rotates the whole head here)", m.rope_dim, m.d, a);
+        if (c->rope_interleaved && arch != ARCH_LLAMA)
+            return qkv__fail(QKV_EUNSUPPORTED, "convert: interleaved rotary pairs are llama's (NORM rope), "
+                             "not %s's", a);
+        if (c->attn_scale != 0 && fabsf(c->attn_scale * sqrtf((float)m.d) - 1.0f) > 1e-6f)
+            return qkv__fail(QKV_EUNSUPPORTED, "convert: attention scale %g is not 1/sqrt(%d)",
+                             (double)c->attn_scale, m.d);
+    }
+    char key[128];
+#define K(suffix) (snprintf(key, sizeof key, "%s.%s", a, suffix), key)
+    qkv__gguf_w_str(w, "general.architecture", a);
+    qkv__gguf_w_str(w, "general.name", name && *name ? name : fam);
+    /* llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32 */
+    uint32_t ftype = type == QKV__GGML_F32 ? 0 : type == QKV__GGML_F16 ? 1 : type == QKV__GGML_Q8_0 ? 7 : 32;
+    qkv__gguf_w_u32(w, "general.file_type", ftype);
+    qkv__gguf_w_u32(w, K("block_count"), (uint32_t)c->n_layer);
+    qkv__gguf_w_u32(w, K("context_length"), (uint32_t)c->n_ctx);
+    qkv__gguf_w_u32(w, K("embedding_length"), (uint32_t)m.C);
+    qkv__gguf_w_u32(w, K("feed_forward_length"), (uint32_t)m.F);
+    qkv__gguf_w_u32(w, K("attention.head_count"), (uint32_t)m.H);
+    if (gpt2) {
+        qkv__gguf_w_f32(w, K("attention.layer_norm_epsilon"), c->layer_norm_eps);
+    } else {
+        qkv__gguf_w_u32(w, K("attention.head_count_kv"), (uint32_t)m.KV);
+        qkv__gguf_w_f32(w, K("rope.freq_base"), c->rope_theta > 0 ? c->rope_theta : 10000.0f);
+        qkv__gguf_w_f32(w, K("attention.layer_norm_rms_epsilon"), c->layer_norm_eps);
+        if (arch == ARCH_QWEN3 || m.d * m.H != m.C) {
+            qkv__gguf_w_u32(w, K("attention.key_length"), (uint32_t)m.d);
+            qkv__gguf_w_u32(w, K("attention.value_length"), (uint32_t)m.d);
+        }
+        if (arch == ARCH_LLAMA) {
+            qkv__gguf_w_u32(w, K("vocab_size"), (uint32_t)c->vocab_size);
+            qkv__gguf_w_u32(w, K("rope.dimension_count"), (uint32_t)m.rope_dim);
+        }
+    }
+#undef K
+    qkv_status st = qkv__gguf_w_u32(w, "general.quantization_version", 2);
+    if (st) return st;
+
+    int n = qkv__n_entries(c);
+    qkv__tensor_entry *ents = calloc((size_t)n, sizeof *ents);
+    if (!ents) return qkv__fail(QKV_ENOMEM, "convert: out of memory");
+    qkv__tensor_table(c, &model->p, ents);
+    size_t max = 0;
+    for (int i = 0; i < n; i++) max = ents[i].count > max ? ents[i].count : max;
+    float *buf = malloc(sizeof *buf * (max ? max : 1)), *tmp = malloc(sizeof *tmp * (max ? max : 1));
+    if (!buf || !tmp) st = qkv__fail(QKV_ENOMEM, "convert: out of memory");
+    for (int i = 0; !st && i < n; i++) {
+        const qkv__tensor_entry *e = &ents[i];
+        char gname[QKV__GGUF_MAX_NAME + 1];
+        int x;
+        if (!export_name(arch, e->name, gname, sizeof gname, &x)) {
+            st = qkv__fail(QKV_EUNSUPPORTED, "convert: tensor %s has no GGUF name", e->name);
+            break;
+        }
+        qkv__entry_to_file(e, buf);
+        int64_t ne[2];
+        int nd = e->ndim;
+        if (nd == 1) ne[0] = e->shape[0];
+        else {
+            ne[0] = e->shape[1];
+            ne[1] = e->shape[0];
+        }
+        if (x == X_TRANSPOSE && gpt2 && nd == 2) { /* HF Conv1D [in][out] -> [out][in] */
+            int64_t in = e->shape[0], out = e->shape[1];
+            for (int64_t o = 0; o < out; o++)
+                for (int64_t k = 0; k < in; k++) tmp[o * in + k] = buf[k * out + o];
+            memcpy(buf, tmp, sizeof *buf * e->count);
+            ne[0] = in;
+            ne[1] = out;
+        } else if ((x == X_PERMUTE_Q || x == X_PERMUTE_K) && arch == ARCH_LLAMA && !c->rope_interleaved) {
+            /* convert_hf_to_gguf.py's LlamaModel.permute: gguf[h*d + 2b + a] = hf[h*d + a*d/2 + b] */
+            size_t row = nd == 1 ? 1 : (size_t)e->shape[1], rows = e->count / row;
+            size_t heads = (size_t)(x == X_PERMUTE_Q ? m.H : m.KV), d = rows / heads, half = d / 2;
+            if (rows % (2 * heads)) {
+                st = qkv__fail(QKV_EFORMAT, "convert: %s has %zu rows, not 2 x %zu heads", e->name,
+                               rows, heads);
+                break;
+            }
+            for (size_t h = 0; h < heads; h++)
+                for (size_t aa = 0; aa < 2; aa++)
+                    for (size_t b = 0; b < half; b++)
+                        memcpy(tmp + (h * d + 2 * b + aa) * row, buf + (h * d + aa * half + b) * row,
+                               sizeof *buf * row);
+            memcpy(buf, tmp, sizeof *buf * e->count);
+        }
+        /* norms, biases, any 1-D tensor in F32 (as convert_hf_to_gguf.py); a matrix whose rows
+         * are not whole Q8_0 blocks falls back to F16, as there */
+        uint32_t t = nd == 1 ? QKV__GGML_F32 : type;
+        if (t == QKV__GGML_Q8_0 && ne[0] % 32) t = QKV__GGML_F16;
+        st = qkv__gguf_w_tensor_f32(w, gname, t, nd, ne, buf);
+    }
+    /* Llama 3.x rope scaling: the rope_freqs.weight factors convert_hf_to_gguf.py writes */
+    if (!st && arch == ARCH_LLAMA && c->rope_factor > 1.0f) {
+        int half = m.rope_dim / 2;
+        double factor = c->rope_factor, low = c->rope_low_freq_factor, high = c->rope_high_freq_factor;
+        double orig = c->rope_orig_ctx, theta = c->rope_theta > 0 ? c->rope_theta : 10000.0;
+        for (int i = 0; i < half; i++) {
+            double freq = 1.0 / pow(theta, (2.0 * i) / m.rope_dim), wavelen = 2 * M_PI / freq;
+            double lo_wl = orig / low, hi_wl = orig / high;
+            if (wavelen < hi_wl) buf[i] = 1.0f;
+            else if (wavelen > lo_wl) buf[i] = (float)factor;
+            else {
+                double smooth = (orig / wavelen - low) / (high - low);
+                buf[i] = (float)(1 / ((1 - smooth) / factor + smooth));
+            }
+        }
+        int64_t ne[1] = {half};
+        st = qkv__gguf_w_tensor_f32(w, "rope_freqs.weight", QKV__GGML_F32, 1, ne, buf);
+    }
+    free(buf);
+    free(tmp);
+    free(ents);
+    return st;
+}

@@ -418,7 +418,9 @@ void qkv__block_attn_in(const qkv_model_config *cfg, const qkv__params *p, int l
                       ln ? p->ln1_b + ul * C : NULL, N, m.C, cfg->layer_norm_eps, cfg->norm);
     const float *b = p->attn_b ? p->attn_b + ul * W : NULL;
     float *raw = cfg->qk_norm && a->qkv_raw ? a->qkv_raw : a->qkv;
-    if (bw && bw->attn_w && N == 1)
+    if (bw && bw->q8_attn_w && N == 1) /* one token: Q8_0, else BF16, else F32 */
+        qkv__gemv_q8(a->ln1, m.C, m.W, bw->q8_attn_w, b, raw);
+    else if (bw && bw->attn_w && N == 1)
         qkv__gemv(a->ln1, m.C, m.W, NULL, bw->attn_w, b, raw);
     else
         qkv__matmul_forward(raw, a->ln1, m.C, p->attn_w + ul * C * W, b, N, m.C, m.W);
@@ -451,7 +453,9 @@ void qkv__block_attn_out(const qkv_model_config *cfg, const qkv__params *p, int 
     /* the branch goes to res2 directly, or to tmp when res2 is the input itself */
     float *br = a->res2 == x ? a->tmp : a->res2;
     const float *pb = p->proj_b ? p->proj_b + ul * C : NULL;
-    if (one && bw->proj_w)
+    if (one && bw->q8_proj_w) /* one token: Q8_0, else BF16, else F32 */
+        qkv__gemv_q8(a->att, m.Hd, m.C, bw->q8_proj_w, pb, br);
+    else if (one && bw->proj_w)
         qkv__gemv(a->att, m.Hd, m.C, NULL, bw->proj_w, pb, br);
     else /* att rows follow q's stride (W): the first Hd floats of each row are the heads' outputs */
         qkv__matmul_forward(br, a->att, m.W, p->proj_w + ul * (size_t)m.Hd * C, pb, N, m.Hd, m.C);
@@ -460,7 +464,9 @@ void qkv__block_attn_out(const qkv_model_config *cfg, const qkv__params *p, int 
     qkv__norm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w + ul * C,
                       ln ? p->ln2_b + ul * C : NULL, N, m.C, cfg->layer_norm_eps, cfg->norm);
     const float *fb = p->fc_b ? p->fc_b + ul * F2 : NULL;
-    if (one && bw->fc_w)
+    if (one && bw->q8_fc_w)
+        qkv__gemv_q8(a->ln2, m.C, m.F2, bw->q8_fc_w, fb, a->fch);
+    else if (one && bw->fc_w)
         qkv__gemv(a->ln2, m.C, m.F2, NULL, bw->fc_w, fb, a->fch);
     else
         qkv__matmul_forward(a->fch, a->ln2, m.C, p->fc_w + ul * C * F2, fb, N, m.C, m.F2);
@@ -470,7 +476,9 @@ void qkv__block_attn_out(const qkv_model_config *cfg, const qkv__params *p, int 
         qkv__gelu_forward(a->fch_act, a->fch, (size_t)N * F);
     br = a->res3 == a->res2 ? a->tmp : a->res3;
     const float *fpb = p->fcproj_b ? p->fcproj_b + ul * C : NULL;
-    if (one && bw->fcproj_w)
+    if (one && bw->q8_fcproj_w)
+        qkv__gemv_q8(a->fch_act, m.F, m.C, bw->q8_fcproj_w, fpb, br);
+    else if (one && bw->fcproj_w)
         qkv__gemv(a->fch_act, m.F, m.C, NULL, bw->fcproj_w, fpb, br);
     else
         qkv__matmul_forward(br, a->fch_act, m.F, p->fcproj_w + ul * F * C, fpb, N, m.F, m.C);

@@ -100,9 +100,12 @@ typedef struct qkv__block_acts {
     float *tmp;                       /* [N, C] scratch when res2 / res3 alias the input */
 } qkv__block_acts;
 
-/* BF16 copies of one layer's matrices, read by one-token matmuls (generation), or NULL. */
+/* Reduced copies of one layer's matrices, read by one-token matmuls (generation), or NULL:
+ * BF16 ([in, out], qkv__gemv) and Q8_0 (struct qkv__q8 rows [out, in / 32], qkv__gemv_q8;
+ * model.h). A matrix with a Q8_0 copy uses it; else BF16; else F32. */
 typedef struct qkv__block_bf16 {
     const uint16_t *attn_w, *proj_w, *fc_w, *fcproj_w;
+    const struct qkv__q8 *q8_attn_w, *q8_proj_w, *q8_fc_w, *q8_fcproj_w;
 } qkv__block_bf16;
 
 /* The first half of block l: ln_1, x @ attn_w (+ b), QK-norm, RoPE at positions pos0 + t.

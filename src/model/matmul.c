@@ -4,11 +4,15 @@
  * Prompt processing (N rows): OpenBLAS sgemm, or our own AVX-512 kernel
  * (matmul_avx512.c) when the CPU has it; QKV_GEMM=openblas|avx512|plain picks one (the bench
  * compares them). One row (generation): a GEMV that streams the weights once, which is all
- * that matters at one token (memory bound); BF16 weights halve the bytes.
+ * that matters at one token (memory bound); BF16 weights halve the bytes, Q8_0 blocks
+ * (qkv__gemv_q8: int8 weights and activations, one scale per 32) take a little over a quarter.
  */
 #include "model/model.h"
+#include "model/gguf.h" /* qkv__f16_to_f32, qkv__f32_to_f16 */
 
 #include <cblas.h>
+#include <float.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -227,4 +231,97 @@ void qkv__gemv_t(const float *x, int c, int v, const float *e, const uint16_t *e
         }
         y[j] = s;
     }
+}
+
+/* ---- Q8_0 ------------------------------------------------------------------------------------ */
+
+int qkv__cpu_has_avx512_vnni(void) {
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = qkv__cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+    }
+    return has;
+}
+
+void qkv__q8_quantize(const float *src, size_t n, qkv__q8 *dst) {
+    for (size_t b = 0; b < n / 32; b++, src += 32, dst++) {
+        float amax = 0.0f;
+        int bad = 0;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(src[j]);
+            bad |= !(a <= FLT_MAX);
+            amax = a > amax ? a : amax;
+        }
+        if (bad) {
+            dst->d = 0x7e00; /* half NaN */
+            memset(dst->qs, 0, sizeof dst->qs);
+            continue;
+        }
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        dst->d = qkv__f32_to_f16(d);
+        for (int j = 0; j < 32; j++) dst->qs[j] = (int8_t)roundf(src[j] * id);
+    }
+}
+
+void qkv__q8_quantize_x(const float *x, int in, int8_t *q, float *d) {
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding and subtracting it rounds to nearest even */
+    for (int b = 0; b < in / 32; b++) {
+        const float *s = x + 32 * b;
+        float amax = 0.0f;
+        int bad = 0;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(s[j]);
+            bad |= !(a <= FLT_MAX);
+            amax = a > amax ? a : amax;
+        }
+        if (bad) {
+            d[b] = NAN;
+            memset(q + 32 * b, 0, 32);
+            continue;
+        }
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        d[b] = db;
+        for (int j = 0; j < 32; j++) {
+            volatile float t = s[j] * id + magic; /* volatile: no reassociation, whatever the flags */
+            q[32 * b + j] = (int8_t)(int)(t - magic);
+        }
+    }
+}
+
+void qkv__gemv_q8(const float *x, int in, int out, const qkv__q8 *w, const float *b, float *y) {
+    QKV_ASSERT(in % 32 == 0); /* qkv_model_use_q8 makes no copy of such a matrix */
+    int nb = in / 32;
+    /* x once per call: int8 values padded with zeros to 64 bytes, scales to an even count (the
+     * AVX-512 kernel reads blocks in pairs) */
+    size_t nq = ((size_t)in + 63) / 64 * 64;
+    int8_t *xq = qkv__alloc_aligned(nq + sizeof(float) * (size_t)(nb + 2));
+    if (!xq) { /* out of memory: NaN rather than wrong numbers */
+        for (int o = 0; o < out; o++) y[o] = NAN;
+        return;
+    }
+    float *xd = (float *)(xq + nq);
+    memset(xq + in, 0, nq - (size_t)in);
+    xd[nb] = xd[nb + 1] = 0.0f;
+    if (use_avx512_gemv() && qkv__cpu_has_avx512_vnni()) {
+        qkv__q8_quantize_x_avx512(x, in, xq, xd);
+        qkv__gemv_q8_avx512(xq, xd, in, out, w, b, y, qkv__model_threads());
+        qkv__free_aligned(xq);
+        return;
+    }
+    qkv__q8_quantize_x(x, in, xq, xd);
+    int nt = qkv__model_threads();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int o = 0; o < out; o++) {
+        const qkv__q8 *row = w + (size_t)o * nb;
+        float acc = 0.0f;
+        for (int k = 0; k < nb; k++) {
+            const int8_t *xb = xq + 32 * k;
+            int s = 0;
+            for (int j = 0; j < 32; j++) s += (int)xb[j] * (int)row[k].qs[j];
+            acc += (float)s * (qkv__f16_to_f32(row[k].d) * xd[k]);
+        }
+        y[o] = acc + (b ? b[o] : 0.0f);
+    }
+    qkv__free_aligned(xq);
 }

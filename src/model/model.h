@@ -7,6 +7,13 @@
 
 #include <stdint.h>
 
+/* One Q8_0 block, ggml's block_q8_0 byte for byte: 32 weights w = d * qs[i], d a half float
+ * (34 bytes, no padding). A matrix of [out, in] is out rows of in / 32 blocks. */
+typedef struct qkv__q8 {
+    uint16_t d;
+    int8_t qs[32];
+} qkv__q8;
+
 struct qkv_model {
     qkv_model_config cfg;   /* checked: every default filled in (qkv__check_config) */
     float *block;           /* n_block floats, the tensor kinds of params.h in order */
@@ -14,6 +21,11 @@ struct qkv_model {
     qkv__params p;          /* pointers into block */
     uint16_t *bf16;         /* BF16 copies of the matrices for generation, or NULL */
     uint16_t *bf16_attn_w, *bf16_proj_w, *bf16_fc_w, *bf16_fcproj_w, *bf16_out; /* into bf16 */
+    /* Q8_0 copies for generation (qkv_model_use_q8), or NULL: each matrix transposed to
+     * [out, in] rows of blocks along in (per layer, layers one after another); NULL for a
+     * matrix whose in is not a multiple of 32 (it stays F32 / BF16). */
+    qkv__q8 *q8;
+    qkv__q8 *q8_attn_w, *q8_proj_w, *q8_fc_w, *q8_fcproj_w, *q8_out; /* into q8 */
     qkv_tokenizer *tok;     /* owned, or NULL */
     /* qkv_tokenizer_free, set where a tokenizer is attached (model_load.c), so that the core
      * (create/save, which training links) does not pull in the tokenizer. */
@@ -99,6 +111,27 @@ void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *
                const float *b, float *y);
 /* One row against E[V, C]: y[V] = E x. E is F32, or BF16 if eb != NULL. */
 void qkv__gemv_t(const float *x, int c, int v, const float *e, const uint16_t *eb, float *y);
+/* ---- Q8_0 (matmul.c, matmul_avx512.c) ---- */
+/* Weights: n floats (a multiple of 32) to n / 32 blocks, ggml's quantize_row_q8_0_ref
+ * (d = amax / 127 as a half, q = round(x / d) half away from zero); a block holding NaN or
+ * Inf gets d = NaN and q = 0, so that it poisons the outputs it touches (as F32 would). */
+void qkv__q8_quantize(const float *src, size_t n, qkv__q8 *dst);
+/* Activations, once per GEMV: in floats (a multiple of 32) to q[in] and one float scale per
+ * block, d[in / 32] = amax / 127, q = x * (1 / d) rounded to nearest even (ggml's AVX
+ * quantize_row_q8_0, with the scale kept in float); a non-finite block gets d = NaN, q = 0.
+ * Both implementations (scalar, AVX-512) give the same bytes. */
+void qkv__q8_quantize_x(const float *x, int in, int8_t *q, float *d);
+void qkv__q8_quantize_x_avx512(const float *x, int in, int8_t *q, float *d);
+/* y[out] = W x (+ b[out] if b): W [out, in] in Q8_0 rows (in a multiple of 32), x quantised
+ * as above, int8 dot products per block (q8_0 x q8_0, as llama.cpp), summed in float with
+ * the two scales. AVX-512 VNNI when the CPU has it, else a portable loop; they differ only in
+ * float summation order. Threads split the output rows. */
+void qkv__gemv_q8(const float *x, int in, int out, const qkv__q8 *w, const float *b, float *y);
+void qkv__gemv_q8_avx512(const int8_t *xq, const float *xd, int in, int out, const qkv__q8 *w,
+                         const float *b, float *y, int n_threads);
+/* 1 when the CPU has AVX-512 F/BW/VL/DQ and VNNI (the Q8_0 kernel). */
+int qkv__cpu_has_avx512_vnni(void);
+
 /* Threads for the model's kernels: qkv__threads(), lowered by this thread's cap. */
 int qkv__model_threads(void);
 /* Sets this thread's cap (0 = none); returns the previous one. */

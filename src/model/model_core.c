@@ -190,6 +190,7 @@ void qkv_model_free(qkv_model *model) {
     if (!model) return;
     qkv__free_aligned(model->block);
     qkv__free_aligned(model->bf16);
+    qkv__free_aligned(model->q8);
     if (model->tok && model->free_tok) model->free_tok(model->tok);
     free(model);
 }
