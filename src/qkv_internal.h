@@ -89,6 +89,11 @@ qkv_status qkv__npy_read(const char *path, qkv__npy *arr);
 qkv_status qkv__npy_save(const char *path, const float *data, int ndim, const int64_t *shape);
 void qkv__npy_free(qkv__npy *arr);
 
+/* ---- JSON (json.c) ---- */
+/* Writes s[0..n) as a quoted JSON string at dst, which holds at least 6 n + 2 bytes; returns
+ * the bytes written (no NUL). */
+size_t qkv__json_escape(char *dst, const char *s, size_t n);
+
 /* ---- UTF-8 (utf8.c) ---- */
 /* Strict UTF-8: decodes one code point at s[0..n) (n >= 1) into *cp and returns its length
  * 1..4, or 0 when the bytes there are not a valid sequence (bad lead byte, truncated,

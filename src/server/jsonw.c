@@ -61,51 +61,7 @@ int qkv__jw_utf8_valid(const char *s, size_t n) {
 void qkv__jw_str(qkv__jw *w, const char *s, size_t n) {
     /* worst case: every byte becomes \ufffd (6 bytes) */
     if (n > ((size_t)1 << 36) || !jw_reserve(w, 6 * n + 2)) return;
-    char *o = w->buf + w->len;
-    const unsigned char *p = (const unsigned char *)s;
-    static const char hex[] = "0123456789abcdef";
-    *o++ = '"';
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        if (c >= 0x80) {
-            uint32_t cp;
-            size_t k = qkv__utf8_decode(p + i, n - i, &cp);
-            if (!k) { /* one invalid byte -> one replacement character */
-                memcpy(o, "\\ufffd", 6);
-                o += 6;
-                i++;
-            } else if (cp == 0x2028 || cp == 0x2029) { /* valid JSON, but not valid JS */
-                memcpy(o, cp == 0x2028 ? "\\u2028" : "\\u2029", 6);
-                o += 6;
-                i += k;
-            } else {
-                memcpy(o, p + i, k);
-                o += k;
-                i += k;
-            }
-            continue;
-        }
-        i++;
-        switch (c) {
-        case '"': *o++ = '\\'; *o++ = '"'; break;
-        case '\\': *o++ = '\\'; *o++ = '\\'; break;
-        case '\n': *o++ = '\\'; *o++ = 'n'; break;
-        case '\r': *o++ = '\\'; *o++ = 'r'; break;
-        case '\t': *o++ = '\\'; *o++ = 't'; break;
-        default:
-            /* control characters, and <>& so that JSON pasted into HTML stays inert */
-            if (c < 0x20 || c == '<' || c == '>' || c == '&' || c == 0x7F) {
-                *o++ = '\\'; *o++ = 'u'; *o++ = '0'; *o++ = '0';
-                *o++ = hex[c >> 4];
-                *o++ = hex[c & 15];
-            } else {
-                *o++ = (char)c;
-            }
-        }
-    }
-    *o++ = '"';
-    w->len = (size_t)(o - w->buf);
+    w->len += qkv__json_escape(w->buf + w->len, s, n);
     w->buf[w->len] = '\0';
 }
 

@@ -7,27 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* JSON string: escapes '"', '\\' and every control character; s is valid UTF-8. */
+/* JSON string through the one escaper (src/common/json.c). */
 static void json_str(qkv__vbuf *b, const char *s) {
-    qkv__vb_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        unsigned c = *p;
-        if (c == '"')
-            qkv__vb_puts(b, "\\\"");
-        else if (c == '\\')
-            qkv__vb_puts(b, "\\\\");
-        else if (c == '\n')
-            qkv__vb_puts(b, "\\n");
-        else if (c == '\t')
-            qkv__vb_puts(b, "\\t");
-        else if (c == '\r')
-            qkv__vb_puts(b, "\\r");
-        else if (c < 0x20 || c == 0x7F)
-            qkv__vb_printf(b, "\\u%04x", c);
-        else
-            qkv__vb_putc(b, (char)c);
+    size_t n = strlen(s);
+    char *tmp = malloc(6 * n + 2);
+    if (!tmp) {
+        qkv__vb_puts(b, "\"\""); /* the buffer's own out-of-memory state reports the failure */
+        return;
     }
-    qkv__vb_putc(b, '"');
+    qkv__vb_put(b, tmp, qkv__json_escape(tmp, s, n));
+    free(tmp);
 }
 
 static void json_float(qkv__vbuf *b, float x) {
