@@ -117,7 +117,7 @@ int qkv__cmd_serve(int argc, char **argv) {
 #endif
 
     qkv_model *model = NULL;
-    qkv_status st = qkv_model_load(model_dir, &model);
+    qkv_status st = qkv__cli_load_model(model_dir, &model);
     if (st != QKV_OK) return qkv__cli_fail("serve", st);
 
     /* Block the stop signals before MHD starts its threads (they inherit the mask), then
