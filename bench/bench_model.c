@@ -6,7 +6,7 @@
  * same weights in the same run (bench/peers/model_peers.py for GPT-2, llama_peers.py for the
  * Llama family, with OPENBLAS_CORETYPE=SkylakeX, its best OpenBLAS kernel on this machine).
  *
- *   qkv bench model [--shape gpt2|smollm2|qwen2.5] [--threads N] [--reps R] [--gen N]
+ *   qkv bench model [--shape gpt2, smollm2 or qwen2.5] [--threads N] [--reps R] [--gen N]
  *                   [--no-peers] [--quick]
  *
  * Checks first, then times: our AVX-512 and OpenBLAS sgemm paths must agree on the logits,
@@ -230,7 +230,7 @@ int qkv__bench_model(int argc, char **argv) {
             *slot = (int)v;
         }
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: qkv bench model [--shape gpt2|smollm2|qwen2.5] [--threads N] [--reps R] [--gen N] "
+            printf("usage: qkv bench model [--shape gpt2, smollm2 or qwen2.5] [--threads N] [--reps R] [--gen N] "
                    "[--no-peers] [--quick]\n");
             return 0;
         }

@@ -49,6 +49,18 @@ if [ "$mode" != "--build" ]; then
         (cd "$root/tests" && npm install --no-audit --no-fund --ignore-scripts --omit=optional \
             --loglevel=error >/dev/null)
     fi
+    # llama.cpp itself, prebuilt (tests/py/test_convert.py runs qkv's GGUFs in it): only the
+    # linux-x64 CPU binary, not the CUDA/Vulkan ones --omit=optional leaves out above; no
+    # install scripts, nothing downloaded at run time (NODE_LLAMA_CPP_SKIP_DOWNLOAD)
+    if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] && [ -d "$nm/node-llama-cpp" ] &&
+       [ ! -d "$nm/@node-llama-cpp/linux-x64/bins" ]; then
+        echo "qkv setup: installing node-llama-cpp's prebuilt llama.cpp (@node-llama-cpp/linux-x64@3.21.1)"
+        (cd "$root/tests" && tgz=$(NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm pack --silent \
+            @node-llama-cpp/linux-x64@3.21.1 2>/dev/null | tail -n 1) && [ -f "$tgz" ] &&
+            rm -rf node_modules/@node-llama-cpp/linux-x64 && mkdir -p node_modules/@node-llama-cpp/linux-x64 &&
+            tar -xzf "$tgz" -C node_modules/@node-llama-cpp/linux-x64 --strip-components=1 && rm -f "$tgz") ||
+            echo "qkv setup: could not install @node-llama-cpp/linux-x64 (the llama.cpp greedy tests will skip)"
+    fi
     # llama.cpp's source at node-llama-cpp@3.21.1's pinned commit, for
     # tests/py/test_tokenizer_vectors.py (models/ggml-vocab-*.gguf + .inp/.out)
     if [ -f "$nm/node-llama-cpp/llama/gitRelease.bundle" ] && [ ! -d "$nm/.qkv-llama.cpp/models" ] &&

@@ -18,6 +18,8 @@ typedef struct command {
     const char *summary;
 } command;
 
+int qkv__cmd_convert(int argc, char **argv); /* cmd_convert.c: --to gguf|safetensors */
+
 static const command commands[] = {
     {"serve", qkv__cmd_serve, "the playground: web page + JSON API (default model: built-in)"},
     {"attend", qkv__cmd_attend, "draw a sentence's attention (terminal heatmap, JSON, CSV, SVG)"},
@@ -32,6 +34,7 @@ static const command commands[] = {
     {"vocab", qkv__cmd_vocab, "train a byte-level BPE vocabulary on a corpus"},
     {"train", qkv__cmd_train, "train a GPT-2-style model from scratch"},
     {"grad", qkv__cmd_grad, "loss and gradient of every weight for an id sequence"},
+    {"convert", qkv__cmd_convert, "convert a model: GGUF for llama.cpp, or a Hugging Face folder"},
     {"bench", qkv__cmd_bench, "benchmarks against peers: attention | model | train | serve"},
 };
 
@@ -88,6 +91,7 @@ const char *qkv__cli_default_model(void) {
 /* --tokenizer FILE, taken out of the arguments of every command that loads a model: the
  * tokenizer to attach (a llama2.c tokenizer.bin, a tokenizer.json, a folder, a GGUF). */
 static const char *tokenizer_path;
+const char *qkv__cli_tokenizer_path(void) { return tokenizer_path; } /* for cmd_convert.c */
 
 qkv_status qkv__cli_load_model(const char *path, qkv_model **out) {
     qkv_status st = qkv_model_load(path, out);
