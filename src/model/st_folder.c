@@ -33,6 +33,7 @@ typedef struct st_entry {
 typedef struct st_folder {
     char *dir;
     int n_files;
+    int index_based;         /* shards named by model.safetensors.index.json */
     qkv__st_file *files;     /* the single file, or one per shard */
     char **paths;            /* files[i].path points here */
     int n_entries;
@@ -272,6 +273,7 @@ qkv_status qkv__st_folder_open(const char *dir, qkv__tensor_src *src) {
         single = NULL;
         if (st || (st = build_table(f, f->paths[0]))) goto fail;
     } else if (stat(index, &sb) == 0) {
+        f->index_based = 1;
         if ((st = open_index(f, index))) goto fail;
     } else {
         char *bin = qkv__path_join(dir, "pytorch_model.bin");
@@ -284,7 +286,8 @@ qkv_status qkv__st_folder_open(const char *dir, qkv__tensor_src *src) {
     }
     free(single);
     free(index);
-    src->path = f->dir;
+    /* messages name the file itself when there is one */
+    src->path = f->n_files == 1 && !f->index_based ? f->paths[0] : f->dir;
     src->ctx = f;
     src->shape = folder_shape;
     src->read = folder_read;

@@ -239,7 +239,7 @@ def bad_config_json():
     bad_config(with_(n_layer=1.5), "n_layer")
     bad_config(with_(layer_norm_epsilon=-1), "layer_norm_epsilon")
     bad_config(with_(activation_function="relu"), "activation_function")
-    bad_config(with_(model_type="llama"), "model_type")
+    bad_config(with_(model_type="bert"), "model_type")  # llama & co. are families now
     bad_config(with_(n_embd=2048, n_head=2), "head size")
     d, _, _ = good()
     os.remove(os.path.join(d, "config.json"))
