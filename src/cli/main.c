@@ -1,7 +1,7 @@
 /*
  * main.c -- the qkv binary: subcommand dispatch (gguf-tools style).
  *
- *   qkv serve | attend | heads | ablate | patch | lens | forward | generate | tokenize | attention | vocab | train | grad | bench
+ *   qkv serve | attend | heads | ablate | patch | lens | forward | generate | tokenize | attention | vocab | train | grad | convert | bench
  */
 #include "cli.h"
 

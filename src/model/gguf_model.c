@@ -619,9 +619,10 @@ qkv_status qkv__gguf_export_model(const qkv_model *model, qkv__gguf_writer *w, u
                                sizeof *buf * row);
             memcpy(buf, tmp, sizeof *buf * e->count);
         }
-        /* norms, biases, any 1-D tensor in F32 (as convert_hf_to_gguf.py); a matrix whose rows
-         * are not whole Q8_0 blocks falls back to F16, as there */
-        uint32_t t = nd == 1 ? QKV__GGML_F32 : type;
+        /* norms, biases, any 1-D tensor and GPT-2's position embeddings in F32 (as
+         * convert_hf_to_gguf.py); a matrix whose rows are not whole Q8_0 blocks falls back to
+         * F16, as there */
+        uint32_t t = nd == 1 || !strcmp(gname, "position_embd.weight") ? QKV__GGML_F32 : type;
         if (t == QKV__GGML_Q8_0 && ne[0] % 32) t = QKV__GGML_F16;
         st = qkv__gguf_w_tensor_f32(w, gname, t, nd, ne, buf);
     }

@@ -256,7 +256,14 @@ static qkv_status load_file(const char *path, qkv_model **out) {
     if (!st) {
         set_name(m, path);
         if (gguf) {
-            st = attach_tokenizer(m, path);
+            /* the tokenizer inside, when the file has one (a bare-weights GGUF has none) */
+            qkv__gguf g;
+            int has_tok = 0;
+            if (qkv__gguf_open(path, &g) == QKV_OK) {
+                has_tok = qkv__gguf_find(&g, "tokenizer.ggml.model") != NULL;
+                qkv__gguf_close(&g);
+            }
+            if (has_tok) st = attach_tokenizer(m, path);
         } else {
             /* llama2.c: tokenizer.bin beside the checkpoint, if there is one */
             char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
