@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__GNUC__)
 #define QKV__PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
@@ -88,6 +89,22 @@ qkv_status qkv__npy_read(const char *path, qkv__npy *arr);
 /* Writes through qkv__write_file: "-" is standard output (refused when that is a terminal). */
 qkv_status qkv__npy_save(const char *path, const float *data, int ndim, const int64_t *shape);
 void qkv__npy_free(qkv__npy *arr);
+
+/* ---- half and bfloat16 (half.c), round to nearest even, NaN kept quiet ---- */
+float qkv__f16_to_f32(uint16_t h);
+uint16_t qkv__f32_to_f16(float f);
+static inline float qkv__bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+static inline uint16_t qkv__f32_to_bf16(float f) {
+    uint32_t n;
+    memcpy(&n, &f, 4);
+    if ((n & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((n >> 16) | 64); /* quiet NaN */
+    return (uint16_t)((n + (0x7fffu + ((n >> 16) & 1))) >> 16);
+}
 
 /* ---- JSON (json.c) ---- */
 /* Writes s[0..n) as a quoted JSON string at dst, which holds at least 6 n + 2 bytes; returns

@@ -18,13 +18,6 @@
 
 /* ---- BF16 copies --------------------------------------------------------------------------- */
 
-static uint16_t f32_to_bf16(float f) {
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((b >> 16) | 0x40); /* quiet NaN */
-    b += 0x7fffu + ((b >> 16) & 1); /* round to nearest even */
-    return (uint16_t)(b >> 16);
-}
 
 qkv_status qkv_model_use_bf16(qkv_model *model, int on) {
     if (!model) return qkv__fail(QKV_EINVAL, "use_bf16: model is NULL");
@@ -52,7 +45,7 @@ qkv_status qkv_model_use_bf16(qkv_model *model, int on) {
         size_t n = cnt[t];
         int nt = qkv__model_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t i = 0; i < n; i++) at[i] = f32_to_bf16(s[i]);
+        for (size_t i = 0; i < n; i++) at[i] = qkv__f32_to_bf16(s[i]);
         at += n;
     }
     model->bf16_attn_w = starts[0];

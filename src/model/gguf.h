@@ -134,11 +134,7 @@ int qkv__gguf_str_eq(qkv__gguf_str s, const char *c);
  * element type (the check PR #26690 asks of every consumer). */
 const qkv__gguf_kv *qkv__gguf_find_arr(const qkv__gguf *g, const char *key, qkv__gguf_type elem);
 
-/* float <-> half / bfloat16, round to nearest even (numpy's astype, ggml's converters). */
-float qkv__f16_to_f32(uint16_t h);
-uint16_t qkv__f32_to_f16(float f);
-float qkv__bf16_to_f32(uint16_t h);
-uint16_t qkv__f32_to_bf16(float f);
+/* float <-> half / bfloat16: qkv_internal.h (src/common/half.c). */
 /* ggml's reference quantizers (quantize_row_q8_0_ref, quantize_row_q4_0_ref): n a multiple
  * of 32; dst holds n / 32 blocks (34 / 18 bytes each). */
 void qkv__quantize_q8_0(const float *src, size_t n, uint8_t *dst);

@@ -434,10 +434,8 @@ void qkv__block_attn_in(const qkv_model_config *cfg, const qkv__params *p, int l
                 memcpy(a->qkv + (size_t)n * W + m.Hd + m.KVd, raw + (size_t)n * W + m.Hd + m.KVd,
                        sizeof(float) * (size_t)m.KVd);
     }
-    if (cfg->pos == QKV_POS_ROPE) {
-        qkv__rope(a->qkv, m.W, N, T, m.H, cfg, pos0, 0);
-        qkv__rope(a->qkv + m.Hd, m.W, N, T, m.KV, cfg, pos0, 0);
-    }
+    /* q's H heads and k's KV heads are adjacent in the row: one pass, one cos/sin table */
+    if (cfg->pos == QKV_POS_ROPE) qkv__rope(a->qkv, m.W, N, T, m.H + m.KV, cfg, pos0, 0);
 }
 
 static void add_rows(float *y, const float *a, const float *b, size_t n) {
@@ -528,10 +526,7 @@ qkv_status qkv__block_backward(const qkv_model_config *cfg, const qkv__params *p
     qkv_status st = qkv_attention_backward(&d, q, q + m.Hd, q + m.Hd + m.KVd, a->att, a->lse, datt,
                                            dqkv, dqkv + m.Hd, dqkv + m.Hd + m.KVd);
     if (st) return st;
-    if (cfg->pos == QKV_POS_ROPE) {
-        qkv__rope(dqkv, m.W, N, T, m.H, cfg, 0, 1);
-        qkv__rope(dqkv + m.Hd, m.W, N, T, m.KV, cfg, 0, 1);
-    }
+    if (cfg->pos == QKV_POS_ROPE) qkv__rope(dqkv, m.W, N, T, m.H + m.KV, cfg, 0, 1); /* dq | dk */
     if (cfg->qk_norm) {
         qkv__headnorm_backward(dqkv, g->qn_w + ul * (size_t)m.d, dqkv, a->qkv_raw,
                                p->qn_w + ul * (size_t)m.d, a->qn_rstd, N, m.H, m.d, m.W);

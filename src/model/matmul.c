@@ -115,12 +115,6 @@ static void openblas_threads(void) {
     }
 }
 
-static float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
 
 void qkv__linear(const float *x, ptrdiff_t ldx, int n, int in, int out, const float *w,
                  const float *b, float *y) {
@@ -204,7 +198,7 @@ void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *
             float xv = x[k];
             if (wb) {
                 const uint16_t *wr = wb + (size_t)k * out;
-                for (int o = lo; o < hi; o++) y[o] += xv * bf16_to_f32(wr[o]);
+                for (int o = lo; o < hi; o++) y[o] += xv * qkv__bf16_to_f32(wr[o]);
             } else {
                 const float *wr = w + (size_t)k * out;
                 for (int o = lo; o < hi; o++) y[o] += xv * wr[o];
@@ -224,7 +218,7 @@ void qkv__gemv_t(const float *x, int c, int v, const float *e, const uint16_t *e
         float s = 0.0f;
         if (eb) {
             const uint16_t *er = eb + (size_t)j * c;
-            for (int k = 0; k < c; k++) s += x[k] * bf16_to_f32(er[k]);
+            for (int k = 0; k < c; k++) s += x[k] * qkv__bf16_to_f32(er[k]);
         } else {
             const float *er = e + (size_t)j * c;
             for (int k = 0; k < c; k++) s += x[k] * er[k];

@@ -229,29 +229,6 @@ const qkv__st_tensor *qkv__st_find(const qkv__st_file *f, const char *name) {
     return NULL;
 }
 
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: renormalise */
-            exp = 127 - 15 + 1;
-            while (!(man & 1024)) {
-                man <<= 1;
-                exp--;
-            }
-            bits = sign | (exp << 23) | ((man & 1023) << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float out;
-    memcpy(&out, &bits, 4);
-    return out;
-}
-
 void qkv__st_to_f32(const qkv__st_tensor *t, float *dst) {
     const uint8_t *s = t->data;
     switch (t->dtype) {
@@ -259,13 +236,10 @@ void qkv__st_to_f32(const qkv__st_tensor *t, float *dst) {
         memcpy(dst, s, t->count * 4); /* the file is little-endian, like every target here */
         break;
     case QKV__ST_F16:
-        for (size_t i = 0; i < t->count; i++) dst[i] = half_to_float((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
+        for (size_t i = 0; i < t->count; i++) dst[i] = qkv__f16_to_f32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
         break;
     case QKV__ST_BF16:
-        for (size_t i = 0; i < t->count; i++) {
-            uint32_t bits = (uint32_t)(s[2 * i] | (s[2 * i + 1] << 8)) << 16;
-            memcpy(&dst[i], &bits, 4);
-        }
+        for (size_t i = 0; i < t->count; i++) dst[i] = qkv__bf16_to_f32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
         break;
     }
 }

@@ -500,31 +500,6 @@ static void bpe_work_free(bpe_work *w) {
     free(w->heap);
 }
 
-static void heap_push(uint64_t *h, size_t *n, uint64_t v) {
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (h[parent] <= v) break;
-        h[i] = h[parent];
-        i = parent;
-    }
-    h[i] = v;
-}
-
-static uint64_t heap_pop(uint64_t *h, size_t *n) {
-    uint64_t top = h[0], v = h[--(*n)];
-    size_t i = 0, len = *n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= len) break;
-        if (c + 1 < len && h[c + 1] < h[c]) c++;
-        if (v <= h[c]) break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (len) h[i] = v;
-    return top;
-}
 
 /* Counts merge steps, for the tests' check that long words stay near-linear. */
 static _Thread_local uint64_t merge_work;
@@ -599,10 +574,10 @@ static qkv_status bpe_piece(const qkv_tokenizer *t, const uint8_t *s, size_t n, 
     int merged;
     for (size_t i = 0; i + 1 < n; i++) {
         int r = pair_lookup(t, sym[i], sym[i + 1], &merged);
-        if (r != INT_MAX) heap_push(heap, &hn, ((uint64_t)(uint32_t)r << 32) | i);
+        if (r != INT_MAX) qkv__heap_push(heap, &hn, ((uint64_t)(uint32_t)r << 32) | i);
     }
     while (hn > 0) {
-        uint64_t top = heap_pop(heap, &hn);
+        uint64_t top = qkv__heap_pop(heap, &hn);
         int r = (int)(top >> 32), pos = (int)(uint32_t)top;
         merge_work++;
         /* stale entries: the left symbol was absorbed, or the pair changed */
@@ -615,11 +590,11 @@ static qkv_status bpe_piece(const qkv_tokenizer *t, const uint8_t *s, size_t n, 
         if (next[right] >= 0) prev[next[right]] = pos;
         if (prev[pos] >= 0) {
             int rl = pair_lookup(t, sym[prev[pos]], sym[pos], &merged);
-            if (rl != INT_MAX) heap_push(heap, &hn, ((uint64_t)(uint32_t)rl << 32) | (uint32_t)prev[pos]);
+            if (rl != INT_MAX) qkv__heap_push(heap, &hn, ((uint64_t)(uint32_t)rl << 32) | (uint32_t)prev[pos]);
         }
         if (next[pos] >= 0) {
             int rr = pair_lookup(t, sym[pos], sym[next[pos]], &merged);
-            if (rr != INT_MAX) heap_push(heap, &hn, ((uint64_t)(uint32_t)rr << 32) | (uint32_t)pos);
+            if (rr != INT_MAX) qkv__heap_push(heap, &hn, ((uint64_t)(uint32_t)rr << 32) | (uint32_t)pos);
         }
     }
     size_t m = 0;

@@ -68,6 +68,34 @@ static inline uint64_t qkv__hash_u64(uint64_t x) {
     return x;
 }
 
+/* The merge queue both BPE encoders use: a binary min-heap of (rank << 32 | position) keys,
+ * so the lowest rank, then the leftmost position, merges first. */
+static inline void qkv__heap_push(uint64_t *h, size_t *n, uint64_t v) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (h[parent] <= v) break;
+        h[i] = h[parent];
+        i = parent;
+    }
+    h[i] = v;
+}
+
+static inline uint64_t qkv__heap_pop(uint64_t *h, size_t *n) {
+    uint64_t top = h[0], v = h[--(*n)];
+    size_t i = 0, len = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= len) break;
+        if (c + 1 < len && h[c + 1] < h[c]) c++;
+        if (v <= h[c]) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (len) h[i] = v;
+    return top;
+}
+
 /* Number of merges a loaded tokenizer has. */
 int qkv__tokenizer_n_merges(const qkv_tokenizer *tok);
 /* Merge steps (heap pops and short-piece merges) done by encode on this thread so far:

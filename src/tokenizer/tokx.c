@@ -674,31 +674,6 @@ static qkv_status pre_one(const qkv__pre *p, work *w, size_t off, size_t len, pl
 
 /* ---- BPE ------------------------------------------------------------------------------ */
 
-static void heap_push(uint64_t *h, size_t *n, uint64_t v) {
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (h[parent] <= v) break;
-        h[i] = h[parent];
-        i = parent;
-    }
-    h[i] = v;
-}
-
-static uint64_t heap_pop(uint64_t *h, size_t *n) {
-    uint64_t top = h[0], v = h[--(*n)];
-    size_t i = 0, len = *n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= len) break;
-        if (c + 1 < len && h[c + 1] < h[c]) c++;
-        if (v <= h[c]) break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (len) h[i] = v;
-    return top;
-}
 
 static int grow_sym(work *w, size_t n) {
     if (n <= w->cap) return 1;
@@ -768,10 +743,10 @@ static qkv_status bpe(const qkv__tokx *x, const uint8_t *s, size_t n, work *w) {
     int merged;
     for (size_t i = 0; i + 1 < m; i++) {
         int r = pair_rank(x, sym[i], sym[i + 1], &merged);
-        if (r != INT_MAX) heap_push(heap, &hn, ((uint64_t)(uint32_t)r << 32) | i);
+        if (r != INT_MAX) qkv__heap_push(heap, &hn, ((uint64_t)(uint32_t)r << 32) | i);
     }
     while (hn > 0) {
-        uint64_t top = heap_pop(heap, &hn);
+        uint64_t top = qkv__heap_pop(heap, &hn);
         int r = (int)(top >> 32), pos = (int)(uint32_t)top;
         if (sym[pos] < 0 || next[pos] < 0) continue;
         int right = next[pos];
@@ -782,11 +757,11 @@ static qkv_status bpe(const qkv__tokx *x, const uint8_t *s, size_t n, work *w) {
         if (next[right] >= 0) prev[next[right]] = pos;
         if (prev[pos] >= 0) {
             int rl = pair_rank(x, sym[prev[pos]], sym[pos], &merged);
-            if (rl != INT_MAX) heap_push(heap, &hn, ((uint64_t)(uint32_t)rl << 32) | (uint32_t)prev[pos]);
+            if (rl != INT_MAX) qkv__heap_push(heap, &hn, ((uint64_t)(uint32_t)rl << 32) | (uint32_t)prev[pos]);
         }
         if (next[pos] >= 0) {
             int rr = pair_rank(x, sym[pos], sym[next[pos]], &merged);
-            if (rr != INT_MAX) heap_push(heap, &hn, ((uint64_t)(uint32_t)rr << 32) | (uint32_t)pos);
+            if (rr != INT_MAX) qkv__heap_push(heap, &hn, ((uint64_t)(uint32_t)rr << 32) | (uint32_t)pos);
         }
     }
     for (int i = 0; i >= 0; i = next[i])
