@@ -90,6 +90,15 @@ int qkv__cmd_serve(int argc, char **argv) {
         if (!ok) return 2;
     }
     if (!model_dir) model_dir = qkv__cli_default_model();
+    /* Block the stop signals before any thread exists (loading the model may start OpenMP's
+     * workers; MHD starts its own later): threads inherit the mask, so a signal can only be
+     * taken by sigwait below. A worker that did not block it would die of SIGINT's default
+     * action, or drop it where a background shell set SIGINT to be ignored. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
     /* Requests run side by side, so each forward gets its share of the cores: two forwards
      * of two OpenMP threads each on two cores stall at every barrier when the machine is
      * busy (measured: 1-2 ms become 200 ms). --threads or $QKV_THREADS override. */
@@ -120,13 +129,6 @@ int qkv__cmd_serve(int argc, char **argv) {
     qkv_status st = qkv__cli_load_model(model_dir, &model);
     if (st != QKV_OK) return qkv__cli_fail("serve", st);
 
-    /* Block the stop signals before MHD starts its threads (they inherit the mask), then
-     * wait for one here: a clean stop finishes requests in flight and frees everything. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* one descriptor per connection: let --max-conn be reached */
     struct rlimit nofile;
