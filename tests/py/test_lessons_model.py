@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """test_lessons_model.py -- the built-in model does what the lessons teach, measured on probes
-it never saw in training, with the independent PyTorch GPT-2 (tests/py/gpt2_torch.py):
+it never saw in training, with the independent PyTorch model of its family (tests/py/gpt2_torch.py
+or tests/py/llama_torch.py):
 
 * agreement across an attractor: "The N1s <prep> the N2 ___" / "The N1 <prep> the N2s ___",
   the verb that agrees with the subject (were/was, are/is) more likely than the other in at
@@ -32,11 +33,12 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import test, run_all, qkv, Skip, ROOT, shared_data  # noqa: E402
 import gpt2_torch  # noqa: E402
+import llama_torch  # noqa: E402
 
 MODEL = os.environ.get("QKV_LESSON_MODEL") or os.path.join(ROOT, "models", "qkv-lessons")
 # the issue's goals, and the floors that guard the ones not met yet (see the docstring)
 GOAL = {"agreement": 0.90, "induction": 0.5, "prev": 0.7, "senses": 0.8}
-FLOOR = {"agreement": 0.78, "induction": 0.22, "prev": 0.36, "senses": 0.74}
+FLOOR = {"agreement": 0.86, "induction": 0.75, "prev": 0.40, "senses": 0.66}
 torch.set_num_threads(2)
 torch.set_grad_enabled(False)
 _model = None
@@ -49,10 +51,19 @@ def need_model():
 
 
 def model():
+    """The independent PyTorch model of the checkpoint's family (GPT-2 or Llama)."""
     global _model
     if _model is None:
-        _model = gpt2_torch.load(MODEL, dtype=torch.float32)
+        with open(os.path.join(MODEL, "config.json")) as f:
+            family = json.load(f).get("model_type")
+        ref = gpt2_torch if family == "gpt2" else llama_torch
+        _model = ref.load(MODEL, dtype=torch.float32)
     return _model
+
+
+def layers_heads(m):
+    c = m.cfg
+    return c.get("n_layer", c.get("num_hidden_layers")), c.get("n_head", c.get("num_attention_heads"))
 
 
 def vocab():
@@ -135,7 +146,7 @@ def common_words(v, n=1000):
 def induction_scores(m, v, length=20, reps=8, seed=3):
     pool = common_words(v)
     rng = random.Random(seed)
-    L, H = m.cfg["n_layer"], m.cfg["n_head"]
+    L, H = layers_heads(m)
     score = np.zeros((L, H))
     for _ in range(reps):
         seq = rng.sample(pool, length)
@@ -170,7 +181,7 @@ def heldout_windows(n_windows=12, T=128):
 def previous_token_head():
     need_model()
     m = model()
-    L, H = m.cfg["n_layer"], m.cfg["n_head"]
+    L, H = layers_heads(m)
     prev = np.zeros((L, H))
     ws = heldout_windows()
     for w in ws:
@@ -306,7 +317,7 @@ def qkv_heads_agrees():
     need_model()
     out = json.loads(qkv("heads", "--model", MODEL, "--json").stdout)
     m = model()
-    L, H = m.cfg["n_layer"], m.cfg["n_head"]
+    L, H = layers_heads(m)
     assert out["n_layer"] == L and out["n_head"] == H and len(out["heads"]) == L * H
     prev = np.array([h["scores"]["prev"] for h in out["heads"]]).reshape(L, H)
     ind = np.array([h["scores"]["induction"] for h in out["heads"]]).reshape(L, H)
