@@ -17,10 +17,11 @@ or tests/py/llama_torch.py):
 
 Each measurement is printed with the issue's goal and whether it is met (models/qkv-lessons/
 README.md says which are not, and by how much); the shipped model is held to FLOOR, just under
-what it measures, so a regression fails the test while more training closes the gaps. With
-QKV_LESSON_MODEL (a checkpoint being trained) the goals themselves are asserted.
+what it measures, so a regression fails the test while more training closes the gaps. Any other
+folder (a checkpoint being trained) is held to the goals themselves.
 
-QKV_LESSON_MODEL overrides the folder (to probe a checkpoint while it trains)."""
+QKV_LESSON_MODEL overrides the folder (to probe a checkpoint while it trains);
+test_lessons_model_llama.py runs this file on models/qkv-lessons-llama, with its own floors."""
 import itertools
 import json
 import os
@@ -36,9 +37,12 @@ import gpt2_torch  # noqa: E402
 import llama_torch  # noqa: E402
 
 MODEL = os.environ.get("QKV_LESSON_MODEL") or os.path.join(ROOT, "models", "qkv-lessons")
-# the issue's goals, and the floors that guard the ones not met yet (see the docstring)
+# the issue's goals, and for each shipped model the floors (just under what it measures) that
+# guard the goals it does not meet yet (see the docstring); any other folder must meet the goals
 GOAL = {"agreement": 0.90, "induction": 0.5, "prev": 0.7, "senses": 0.8}
-FLOOR = {"agreement": 0.86, "induction": 0.75, "prev": 0.40, "senses": 0.66}
+FLOORS = {"qkv-lessons": {"agreement": 0.85, "induction": 0.22, "prev": 0.36, "senses": 0.76},
+          "qkv-lessons-llama": {"agreement": 0.86, "induction": 0.75, "prev": 0.40, "senses": 0.66}}
+FLOOR = FLOORS.get(os.path.basename(os.path.normpath(MODEL)), GOAL)
 torch.set_num_threads(2)
 torch.set_grad_enabled(False)
 _model = None
@@ -80,10 +84,7 @@ def check(name, value):
     met = value >= GOAL[name]
     print("      %s: %.3f, goal %.2f: %s" % (name, value, GOAL[name],
                                              "met" if met else "NOT met yet (floor %.2f)" % FLOOR[name]))
-    if not os.environ.get("QKV_LESSON_MODEL"):
-        assert value >= min(GOAL[name], FLOOR[name]), "%s %.3f below %.3f" % (name, value, FLOOR[name])
-    else:
-        assert met, "%s %.3f below the goal %.2f" % (name, value, GOAL[name])
+    assert value >= min(GOAL[name], FLOOR[name]), "%s %.3f below %.3f" % (name, value, FLOOR[name])
 
 
 def single(v, word):
