@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #if defined(__GNUC__)
@@ -45,6 +46,10 @@ int qkv__add_size(size_t a, size_t b, size_t *out);
 
 /* Reads a whole file (at most max_bytes) into a malloc'ed, NUL-terminated buffer. */
 qkv_status qkv__read_file(const char *path, size_t max_bytes, char **data, size_t *len);
+/* Reads what is left of a stream (standard input) until its end into a malloc'ed,
+ * NUL-terminated buffer: QKV_ETOOLONG past max_bytes (0: no limit), QKV_ENOMEM, QKV_EIO on
+ * a read error, each message starting with what ("stdin"). */
+qkv_status qkv__read_stream(FILE *f, size_t max_bytes, const char *what, char **data, size_t *len);
 /* Writes a whole file atomically (temp file + rename) when path is new or a regular file;
  * refuses anything else already there (symbolic link, directory, FIFO, device, socket),
  * naming the path and what it is, and changes nothing. "-" is standard output. A failed
@@ -67,6 +72,36 @@ double qkv__now(void);
 
 /* Thread count resolved (qkv_set_threads, $QKV_THREADS, else all cores). */
 int qkv__threads(void);
+
+/* ---- growable byte buffer (buf.c) ------------------------------------------------------ *
+ * Zero-initialise ({0}, or {.limit = n}); data stays NUL-terminated once allocated. An append
+ * that cannot be done (out of memory, past limit, size overflow) sets failed and returns 0,
+ * and every later append is ignored: write straight through, check failed (or the result of
+ * qkv__buf_detach / qkv__buf_finish) once at the end. */
+typedef struct qkv__buf {
+    char *data;   /* len bytes + NUL; NULL until the first append */
+    size_t len, cap;
+    size_t limit; /* the most bytes it may hold; 0 = no limit */
+    int failed;   /* 0, or why appends stopped: QKV_ENOMEM, QKV_ETOOLONG (limit, overflow) */
+} qkv__buf;
+
+/* Room for extra more bytes (and the NUL) at data + len, growing geometrically; 1 if there
+ * is, else 0 with failed set. For writers that fill data + len themselves, then add to len. */
+int qkv__buf_reserve(qkv__buf *b, size_t extra);
+/* Appends; 1 while the buffer holds everything appended, 0 once failed. s may point into b's
+ * own bytes. A zero-length append changes nothing (and allocates nothing). */
+int qkv__buf_put(qkv__buf *b, const void *s, size_t n);
+int qkv__buf_puts(qkv__buf *b, const char *s);
+int qkv__buf_putc(qkv__buf *b, char c);
+/* Appends formatted text of any length (its arguments must not point into b's bytes). */
+int qkv__buf_printf(qkv__buf *b, const char *fmt, ...) QKV__PRINTF(2, 3);
+/* Hands the NUL-terminated bytes to the caller (malloc'ed; "" when nothing was appended) and
+ * *len (may be NULL) their count, leaving b empty (limit kept); NULL when b failed, its bytes
+ * freed. qkv__buf_finish does the same and, when b failed, records why: QKV_ENOMEM ("what: out
+ * of memory building the output"), or QKV_ETOOLONG past the limit. */
+char *qkv__buf_detach(qkv__buf *b, size_t *len);
+qkv_status qkv__buf_finish(qkv__buf *b, char **out, size_t *len, const char *what);
+void qkv__buf_free(qkv__buf *b);
 
 /* ---- .npy (NumPy) float32 arrays: the CLI's exchange format ---------------------------- */
 

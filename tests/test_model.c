@@ -1,6 +1,7 @@
 /* test_model.c -- unit tests of src/model: layout, config, save/load, the safetensors parser
  * under random corruption, the matmul kernels against a plain loop, GELU, capture
- * consistency, interventions (ablation, patches, the grids, batched variants), top-k,
+ * consistency, interventions (ablation, patches, the grids, batched variants), cancelling
+ * a pass between layers, top-k,
  * KV-cache generation against full forward passes, and concurrent
  * forward passes on one shared model. */
 #include "model/layers.h"
@@ -590,6 +591,89 @@ static void test_forward_refuses_bad_ids(void) {
     qkv_model_free(m);
 }
 
+/* opts.cancel: asked before each layer and before the output head, on the calling thread;
+ * a yes stops the pass with QKV_ECANCELED, the capture freed (ASan: nothing leaks). */
+typedef struct cancel_count {
+    int calls, stop_at; /* stop_at: answer yes on this call (0: never) */
+} cancel_count;
+
+static int cancel_on_kth(void *arg) {
+    cancel_count *c = arg;
+    return ++c->calls == c->stop_at;
+}
+
+static void test_forward_cancel(void) {
+    enum { L = 3, H = 2, C = 16, T = 12, V = 30, N = 7 };
+    qkv_model *m = random_model(L, H, C, T, V);
+    ASSERT(m);
+    int ids[N] = {1, 5, 9, 2, 6, 5, 3}, dst[N] = {1, 5, 9, 4, 6, 5, 3};
+    static float ref[N * V], out[N * V];
+    float last[V];
+    ASSERT_OK(qkv_model_forward(m, ids, N, NULL, ref, NULL, NULL));
+    ASSERT(strcmp(qkv_strerror(QKV_ECANCELED), "cancelled") == 0);
+
+    /* never says stop: asked L + 1 times, the same logits */
+    cancel_count cc = {0, 0};
+    qkv_forward_opts o = {.cancel = cancel_on_kth, .cancel_arg = &cc};
+    ASSERT_OK(qkv_model_forward(m, ids, N, &o, out, last, NULL));
+    ASSERT_EQ_INT(cc.calls, L + 1);
+    ASSERT(memcmp(out, ref, sizeof out) == 0);
+    ASSERT(memcmp(last, ref + (N - 1) * V, sizeof last) == 0);
+
+    /* stop before layer k - 1 (k = 1 .. L) or before the head (k = L + 1), with a capture */
+    for (int k = 1; k <= L + 1; k++) {
+        cc = (cancel_count){0, k};
+        qkv_capture cap = {.want_probs = 1, .want_hidden = 1, .want_head_out = 1};
+        ASSERT(qkv_model_forward(m, ids, N, &o, out, last, &cap) == QKV_ECANCELED);
+        ASSERT_EQ_INT(cc.calls, k);
+        ASSERT_MSG(strstr(qkv_last_error(), k <= L ? "cancelled before layer" : "before the output head"),
+                   "k = %d: %s", k, qkv_last_error());
+        ASSERT(cap.probs == NULL && cap.hidden == NULL && cap.head_out == NULL);
+        qkv_capture_free(&cap);
+    }
+    /* and the pass after it is whole */
+    cc = (cancel_count){0, 0};
+    ASSERT_OK(qkv_model_forward(m, ids, N, &o, out, NULL, NULL));
+    ASSERT(memcmp(out, ref, sizeof out) == 0);
+
+    /* the interventions entry point */
+    unsigned char ab[L * H] = {0};
+    ab[1 * H + 1] = QKV_ABLATE_ZERO;
+    qkv_intervention iv = {.ablate = ab};
+    cc = (cancel_count){0, 2};
+    ASSERT(qkv_model_forward_iv(m, ids, N, &o, &iv, out, NULL, NULL) == QKV_ECANCELED);
+    ASSERT_EQ_INT(cc.calls, 2);
+
+    /* the grids ask in each of their passes: count them uncancelled, then stop in the middle */
+    float grid[L * H], grid_ref[L * H], base, hm[L * H], pm[L * N], ms, md;
+    ASSERT_OK(qkv_model_ablation_grid(m, ids, N, NULL, QKV_ABLATE_ZERO, 4, 7, grid_ref, &base));
+    cc = (cancel_count){0, 0};
+    ASSERT_OK(qkv_model_ablation_grid(m, ids, N, &o, QKV_ABLATE_ZERO, 4, 7, grid, &base));
+    ASSERT(cc.calls > L + 1);
+    ASSERT(memcmp(grid, grid_ref, sizeof grid) == 0);
+    int all = cc.calls;
+    cc = (cancel_count){0, all / 2 + 1};
+    ASSERT(qkv_model_ablation_grid(m, ids, N, &o, QKV_ABLATE_ZERO, 4, 7, grid, &base) == QKV_ECANCELED);
+    ASSERT_EQ_INT(cc.calls, all / 2 + 1);
+    cc = (cancel_count){0, 0};
+    ASSERT_OK(qkv_model_patch_maps(m, ids, dst, N, &o, 4, 7, hm, pm, &ms, &md));
+    ASSERT(cc.calls > 2 * (L + 1));
+    all = cc.calls;
+    for (int k = 1; k <= all; k += all / 3) { /* in the clean passes, the head and position cells */
+        cc = (cancel_count){0, k};
+        ASSERT(qkv_model_patch_maps(m, ids, dst, N, &o, 4, 7, hm, pm, &ms, &md) == QKV_ECANCELED);
+        ASSERT_EQ_INT(cc.calls, k);
+    }
+
+    /* NULL cancel (with or without a cancel_arg): as before */
+    qkv_forward_opts plain = {.cancel_arg = &cc};
+    cc = (cancel_count){0, 1};
+    ASSERT_OK(qkv_model_forward(m, ids, N, &plain, out, NULL, NULL));
+    ASSERT(memcmp(out, ref, sizeof out) == 0);
+    ASSERT_EQ_INT(cc.calls, 0);
+    qkv_model_free(m);
+}
+
 static void test_top_k(void) {
     float l[6] = {0.5f, 3.0f, -1.0f, 3.0f, 2.0f, 0.0f};
     int ids[6];
@@ -883,6 +967,7 @@ int main(void) {
     RUN(test_gelu_matches_tanh_formula);
     RUN(test_capture_is_consistent);
     RUN(test_forward_refuses_bad_ids);
+    RUN(test_forward_cancel);
     RUN(test_interventions_in_one_pass);
     RUN(test_batched_variants_equal_single_passes);
     RUN(test_top_k);

@@ -1,8 +1,9 @@
 /* test_server_fuzz.c -- the API handler (qkv__api_handle, no sockets) on mutated requests:
  * whatever the body, the answer is a status in {200, 400, 404, 405, 413, 503} with a body
  * that is valid JSON (jansson), an error message when not 200, and no crash, leak or
- * out-of-bounds access (this test runs under ASan+UBSan too). A small random model with a
- * BPE vocabulary trained here (qkv_bpe_train) keeps it fast. */
+ * out-of-bounds access (this test runs under ASan+UBSan too); and a cancel asked between
+ * layers stops every route with a 499. A small random model with a BPE vocabulary trained
+ * here (qkv_bpe_train) keeps it fast. */
 #include "test.h"
 #include "model/params.h"
 #include "server/server.h"
@@ -125,6 +126,60 @@ static void test_mutated_requests(void) {
     ASSERT(counts[200] > 0 && counts[400] > 0);
 }
 
+/* Cancellation (qkv__api_call.cancel, as http.c's socket check): asked before computing, before
+ * each layer of every forward pass and between passes. A cancel that says stop on its k-th
+ * call, for every k a whole request asks: the reply is the 499 with the call stopping at
+ * once (no more asking), the compute slot is given back, and nothing leaks (ASan). */
+typedef struct cancel_count {
+    int calls, stop_at; /* stop at this call (0: never) */
+} cancel_count;
+
+static int cancel_on_kth(void *arg) {
+    cancel_count *c = arg;
+    return ++c->calls == c->stop_at;
+}
+
+static int run_cancelled(const char *path, const char *body, cancel_count *cc) {
+    qkv__api_call c = {.method = "POST", .path = path, .body = body, .body_len = strlen(body),
+                       .cancel = cancel_on_kth, .cancel_arg = cc};
+    qkv__api_run(api, &c);
+    if (c.status != 200 && c.status != QKV__SRV_CANCELLED) printf("      %s: %d %s\n", path, c.status, c.out);
+    free(c.out);
+    return c.status;
+}
+
+static void test_cancelled_between_layers(void) {
+    const char *reqs[][2] = {
+        {"/api/attend", "{\"text\":\"The keys to the cabinet\",\"scores\":true,\"detail\":{\"layer\":1,\"head\":0}}"},
+        {"/api/compare", "{\"a\":\"the bank of the river\",\"b\":\"money in the bank\",\"word\":\"bank\"}"},
+        {"/api/ablate", "{\"text\":\"The keys to the cabinet\",\"detail\":{\"layer\":1,\"head\":0}}"},
+        {"/api/patch", "{\"source\":\"He took his money to the bank\",\"text\":\"He took his money to the river\"}"},
+        {"/api/lens", "{\"text\":\"The keys to the cabinet\"}"},
+    };
+    const int L = 2;
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        cancel_count cc = {0, 0};
+        ASSERT_MSG(run_cancelled(reqs[i][0], reqs[i][1], &cc) == 200, "%s not answered", reqs[i][0]);
+        int all = cc.calls;
+        int in_pass = 0; /* stops inside a forward pass (the library's message) */
+        for (int k = 1; k <= all; k++) {
+            cc = (cancel_count){0, k};
+            qkv__clear_error();
+            ASSERT_MSG(run_cancelled(reqs[i][0], reqs[i][1], &cc) == QKV__SRV_CANCELLED,
+                       "%s: stop at call %d of %d not a 499", reqs[i][0], k, all);
+            ASSERT_MSG(cc.calls == k, "%s: stop at call %d, asked %d times", reqs[i][0], k, cc.calls);
+            in_pass += strstr(qkv_last_error(), "forward: cancelled before") != NULL;
+        }
+        /* at least one pass asked before each of its layers and its output head */
+        ASSERT_MSG(in_pass >= L + 1, "%s: %d of %d stops inside a forward pass", reqs[i][0], in_pass, all);
+        printf("      %s: cancel asked %d times, %d inside forward passes; stopping at each gives 499\n",
+               reqs[i][0], all, in_pass);
+    }
+    /* the slot came back every time */
+    const char *ok = "{\"text\":\"The keys\"}";
+    ASSERT_EQ_INT(call("POST", "/api/attend", ok, strlen(ok)), 200);
+}
+
 static void teardown(void) {
     qkv__api_free(api);
     qkv_model_free(model);
@@ -138,6 +193,7 @@ int main(void) {
     if (api) {
         RUN(test_valid_requests);
         RUN(test_mutated_requests);
+        RUN(test_cancelled_between_layers);
     }
     RUN(teardown);
     return test_summary();

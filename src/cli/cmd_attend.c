@@ -78,41 +78,17 @@ static int format_from_path(const char *path) {
 /* Strict integer parse: the whole string, within [lo, hi]. */
 /* Reads stdin (at most MAX_SENTENCE_BYTES) into a malloc'ed NUL-terminated buffer. */
 static qkv_status read_stdin(char **text, size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return qkv__fail(QKV_ENOMEM, "reading stdin: out of memory");
-    for (;;) {
-        if (n + 1 == cap) {
-            if (cap > MAX_SENTENCE_BYTES) {
-                free(buf);
-                return qkv__fail(QKV_ETOOLONG, "the sentence on stdin is longer than %u bytes",
-                                 MAX_SENTENCE_BYTES);
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return qkv__fail(QKV_ENOMEM, "reading stdin: out of memory");
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - 1 - n, stdin);
-        n += got;
-        if (got == 0)
-            break;
+    /* + 1: a trailing newline from `echo` is not part of the sentence */
+    qkv_status st = qkv__read_stream(stdin, MAX_SENTENCE_BYTES + 1, "reading stdin", text, len);
+    if (!st && *len && (*text)[*len - 1] == '\n')
+        (*text)[--*len] = '\0';
+    if (st == QKV_ETOOLONG || (!st && *len > MAX_SENTENCE_BYTES)) {
+        free(*text);
+        *text = NULL;
+        return qkv__fail(QKV_ETOOLONG, "the sentence on stdin is longer than %u bytes",
+                         MAX_SENTENCE_BYTES);
     }
-    if (ferror(stdin)) {
-        free(buf);
-        return qkv__fail(QKV_EIO, "reading stdin: %s", strerror(errno));
-    }
-    /* a trailing newline from `echo` is not part of the sentence */
-    if (n && buf[n - 1] == '\n')
-        n--;
-    buf[n] = '\0';
-    *text = buf;
-    *len = n;
-    return QKV_OK;
+    return st;
 }
 
 static int terminal_width(void) {
@@ -418,7 +394,7 @@ int qkv__cmd_attend(int argc, char **argv) {
     }
 
     /* one forward pass, capturing the attention probabilities */
-    qkv_forward_opts opts = {temperature, no_causal};
+    qkv_forward_opts opts = {.attn_temperature = temperature, .no_causal_mask = no_causal};
     cap.want_probs = 1;
     int n_top = top_k < cfg->vocab_size ? (int)top_k : cfg->vocab_size;
     if (n_top > 0 && !(last_logits = malloc(sizeof(float) * (size_t)cfg->vocab_size))) {

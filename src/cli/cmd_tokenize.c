@@ -11,7 +11,6 @@
  */
 #include "cli.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,40 +70,6 @@ static double cpu_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int read_stdin(char **data, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return -1;
-    for (;;) {
-        if (n == cap) {
-            if (cap >= MAX_STDIN) {
-                free(buf);
-                errno = EFBIG;
-                return -1;
-            }
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                return -1;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n, stdin);
-        n += got;
-        if (got == 0) {
-            if (ferror(stdin)) {
-                free(buf);
-                return -1;
-            }
-            break;
-        }
-    }
-    *data = buf;
-    *len = n;
-    return 0;
 }
 
 /* Writes bytes as a JSON string; bytes of invalid UTF-8 become \u00XX (their byte value). */
@@ -284,11 +249,10 @@ int qkv__cmd_tokenize(int argc, char **argv) {
     unsigned flags = (special ? QKV_ENCODE_ALLOW_SPECIAL : 0u) | (add_special ? QKV_ENCODE_ADD_SPECIAL : 0u);
     char *in = NULL;
     size_t len = 0;
-    if (read_stdin(&in, &len) != 0) {
-        int e = errno;
+    qkv_status rs = qkv__read_stream(stdin, MAX_STDIN, "cannot read stdin", &in, &len);
+    if (rs) {
         qkv_tokenizer_free(tok);
-        return qkv__cli_fail(cmd, qkv__fail(QKV_EIO, "cannot read stdin: %s",
-                                            e == EFBIG ? "more than 1 GiB" : strerror(e)));
+        return qkv__cli_fail(cmd, rs);
     }
     int rc;
     if (decode) {

@@ -71,6 +71,28 @@ qkv_status qkv__read_file(const char *path, size_t max_bytes, char **data, size_
     return QKV_OK;
 }
 
+qkv_status qkv__read_stream(FILE *f, size_t max_bytes, const char *what, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    qkv__buf b = {.limit = max_bytes};
+    char chunk[16384];
+    for (;;) {
+        size_t got = fread(chunk, 1, sizeof chunk, f);
+        if (!got || !qkv__buf_put(&b, chunk, got)) break;
+    }
+    if (b.failed == QKV_ETOOLONG) {
+        qkv__buf_free(&b);
+        return qkv__fail(QKV_ETOOLONG, "%s: more than %zu bytes", what, max_bytes);
+    }
+    if (!b.failed && ferror(f)) {
+        int e = errno;
+        qkv__buf_free(&b);
+        return qkv__fail(QKV_EIO, "%s: %s", what, strerror(e));
+    }
+    if (!(*data = qkv__buf_detach(&b, len))) return qkv__fail(QKV_ENOMEM, "%s: out of memory", what);
+    return QKV_OK;
+}
+
 /* ---- writing files --------------------------------------------------------------------- *
  *
  * Policy (every command's output goes through qkv__write_file):

@@ -14,6 +14,10 @@
  * inside this one pass; interp.c builds the ablation grid, the patching maps and the logit
  * lens on it.
  *
+ * Cancellation: opts->cancel is asked before each layer and before the output head; a yes
+ * ends the pass with QKV_ECANCELED (scratch and any capture freed, a KV cache not committed,
+ * as on any other error).
+ *
  * Re-entrant: every buffer is allocated per call; the model is only read. Several threads
  * may run forward passes on one model at once.
  */
@@ -220,6 +224,13 @@ static void apply_heads(const qkv_intervention *iv, const qkv__dims *m, int l, f
     }
 }
 
+/* opts->cancel, asked before layer l (l = L: before the output head). */
+static qkv_status check_cancel(const qkv_forward_opts *opts, int l, int L) {
+    if (!opts || !opts->cancel || !opts->cancel(opts->cancel_arg)) return QKV_OK;
+    if (l < L) return qkv__fail(QKV_ECANCELED, "forward: cancelled before layer %d of %d", l, L);
+    return qkv__fail(QKV_ECANCELED, "forward: cancelled before the output head");
+}
+
 /* The forward pass proper (model.h). */
 qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_kvcache *kv,
                             const qkv_forward_opts *opts, int n_var, const qkv_intervention *iv,
@@ -291,6 +302,7 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
     double wall0 = 0, cpu0 = 0, full_wall = 0;
     for (int l = start_layer; l < L; l++) {
         size_t ul = (size_t)l;
+        if ((st = check_cancel(opts, l, L))) goto done;
         if (adapt && l - start_layer <= 2) {
             double wall = qkv__now(), cpu = qkv__process_cpu();
             if (l - start_layer == 1) {
@@ -337,6 +349,7 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
         qkv__block_attn_out(c, p, l, &ba, x, R, bf16 && n == 1 ? &bw : NULL, 0.0f, 0, 0);
     }
     qkv__model_threads_cap(saved_cap);
+    if ((st = check_cancel(opts, L, L))) goto done; /* before the head (and the cache's commit) */
     if (kv && (st = qkv_kvcache_commit(kv, n))) goto done;
     for (int v = 0; iv && v < n_var; v++) apply_resid(&iv[v], L, x + (size_t)v * NC, n, C);
     if (cap && cap->hidden) memcpy(cap->hidden + (size_t)L * NC, x, sizeof(float) * NC);

@@ -17,11 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct wbuf {
-    uint8_t *p;
-    size_t n, cap;
-} wbuf;
-
 typedef struct wtensor {
     char *name;
     uint32_t type;
@@ -37,14 +32,14 @@ struct qkv__gguf_writer {
     char errmsg[512];
     uint32_t alignment;
     uint64_t n_kv;
-    wbuf kv;           /* serialised kv entries */
+    qkv__buf kv;       /* serialised kv entries */
     char **keys;       /* for duplicate checks */
     wtensor *tensors;
     size_t n_tensors, cap_tensors;
 };
 
 /* ---------------------------------------------------------------------------------------
- * Errors and buffers
+ * Errors and serialising
  * ------------------------------------------------------------------------------------- */
 
 static qkv_status w_fail(qkv__gguf_writer *w, qkv_status st) {
@@ -62,33 +57,18 @@ static qkv_status w_check(qkv__gguf_writer *w) {
     return QKV_OK;
 }
 
-static int wbuf_put(wbuf *b, const void *src, size_t n) {
-    size_t need;
-    if (__builtin_add_overflow(b->n, n, &need)) return 0;
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < need)
-            if (__builtin_mul_overflow(cap, (size_t)2, &cap)) return 0;
-        uint8_t *p = realloc(b->p, cap);
-        if (!p) return 0;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, src, n);
-    b->n = need;
-    return 1;
-}
-
-static int put_u32(wbuf *b, uint32_t v) {
+static int put_u32(qkv__buf *b, uint32_t v) {
     uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    return wbuf_put(b, x, 4);
+    return qkv__buf_put(b, x, 4);
 }
-static int put_u64(wbuf *b, uint64_t v) {
+static int put_u64(qkv__buf *b, uint64_t v) {
     uint8_t x[8];
     for (int i = 0; i < 8; i++) x[i] = (uint8_t)(v >> (8 * i));
-    return wbuf_put(b, x, 8);
+    return qkv__buf_put(b, x, 8);
 }
-static int put_str(wbuf *b, const char *s, size_t n) { return put_u64(b, n) && wbuf_put(b, s, n); }
+static int put_str(qkv__buf *b, const char *s, size_t n) {
+    return put_u64(b, n) && qkv__buf_put(b, s, n);
+}
 
 /* ---------------------------------------------------------------------------------------
  * Lifetime
@@ -109,7 +89,7 @@ void qkv__gguf_writer_free(qkv__gguf_writer *w) {
         if (w->tensors[i].owned) free((void *)w->tensors[i].data);
     }
     free(w->tensors);
-    free(w->kv.p);
+    qkv__buf_free(&w->kv);
     free(w);
 }
 
@@ -175,7 +155,7 @@ qkv_status qkv__gguf_w_scalar(qkv__gguf_writer *w, const char *key, qkv__gguf_ty
     }
     if ((st = begin_kv(w, key, (uint32_t)type))) return st;
     /* little-endian hosts only (as the reader): the value's bytes as they are */
-    if (!wbuf_put(&w->kv, v, n)) return w_fail(w, qkv__fail(QKV_ENOMEM, "out of memory"));
+    if (!qkv__buf_put(&w->kv, v, n)) return w_fail(w, qkv__fail(QKV_ENOMEM, "out of memory"));
     return QKV_OK;
 }
 
@@ -231,7 +211,8 @@ qkv_status qkv__gguf_w_arr(qkv__gguf_writer *w, const char *key, qkv__gguf_type 
             if (((const uint8_t *)elems)[i] > 1)
                 return w_fail(w, qkv__fail(QKV_EINVAL, "GGUF writer: key %s: bool must be 0 or 1", key));
     if ((st = begin_kv(w, key, QKV__GGUF_ARRAY))) return st;
-    if (!put_u32(&w->kv, (uint32_t)elem_type) || !put_u64(&w->kv, n) || !wbuf_put(&w->kv, elems, bytes))
+    if (!put_u32(&w->kv, (uint32_t)elem_type) || !put_u64(&w->kv, n) ||
+        !qkv__buf_put(&w->kv, elems, bytes))
         return w_fail(w, qkv__fail(QKV_ENOMEM, "out of memory"));
     return QKV_OK;
 }
@@ -392,11 +373,11 @@ qkv_status qkv__gguf_w_tensor_f32(qkv__gguf_writer *w, const char *name, uint32_
  * Output
  * ------------------------------------------------------------------------------------- */
 
-static qkv_status pad_to(wbuf *b, size_t align) {
+static qkv_status pad_to(qkv__buf *b, size_t align) {
     static const uint8_t zeros[64];
-    while (b->n % align) {
-        size_t k = align - b->n % align;
-        if (!wbuf_put(b, zeros, k > sizeof zeros ? sizeof zeros : k))
+    while (b->len % align) {
+        size_t k = align - b->len % align;
+        if (!qkv__buf_put(b, zeros, k > sizeof zeros ? sizeof zeros : k))
             return qkv__fail(QKV_ENOMEM, "out of memory");
     }
     return QKV_OK;
@@ -416,10 +397,10 @@ qkv_status qkv__gguf_writer_bytes(qkv__gguf_writer *w, uint8_t **buf, size_t *le
             __builtin_add_overflow(data_bytes, padded - padded % a, &data_bytes))
             return qkv__fail(QKV_ERANGE, "GGUF writer: tensor data exceeds the address space");
     }
-    wbuf b = {0};
+    qkv__buf b = {0};
     uint64_t offset = 0;
-    int ok = wbuf_put(&b, "GGUF", 4) && put_u32(&b, 3) && put_u64(&b, w->n_tensors) &&
-             put_u64(&b, w->n_kv) && wbuf_put(&b, w->kv.p, w->kv.n);
+    int ok = qkv__buf_put(&b, "GGUF", 4) && put_u32(&b, 3) && put_u64(&b, w->n_tensors) &&
+             put_u64(&b, w->n_kv) && qkv__buf_put(&b, w->kv.data, w->kv.len);
     for (size_t i = 0; ok && i < w->n_tensors; i++) {
         const wtensor *t = &w->tensors[i];
         ok = put_str(&b, t->name, strlen(t->name)) && put_u32(&b, (uint32_t)t->n_dims);
@@ -428,32 +409,27 @@ qkv_status qkv__gguf_writer_bytes(qkv__gguf_writer *w, uint8_t **buf, size_t *le
         offset += (t->n_bytes + a - 1) / a * a; /* bounded by data_bytes above */
     }
     if (!ok || (st = pad_to(&b, a))) {
-        free(b.p);
+        qkv__buf_free(&b);
         return ok ? st : qkv__fail(QKV_ENOMEM, "out of memory");
     }
-    size_t total;
-    if (__builtin_add_overflow(b.n, data_bytes, &total)) {
-        free(b.p);
-        return qkv__fail(QKV_ERANGE, "GGUF writer: file exceeds the address space");
+    if (!qkv__buf_reserve(&b, data_bytes)) { /* the data section, filled below */
+        int why = b.failed;
+        qkv__buf_free(&b);
+        return why == QKV_ETOOLONG
+                   ? qkv__fail(QKV_ERANGE, "GGUF writer: file exceeds the address space")
+                   : qkv__fail(QKV_ENOMEM, "out of memory");
     }
-    uint8_t *p = realloc(b.p, total ? total : 1);
-    if (!p) {
-        free(b.p);
-        return qkv__fail(QKV_ENOMEM, "out of memory");
-    }
-    b.p = p;
-    b.cap = total;
+    size_t total = b.len + data_bytes;
     for (size_t i = 0; i < w->n_tensors; i++) {
         const wtensor *t = &w->tensors[i];
-        if (t->n_bytes) memcpy(b.p + b.n, t->data, t->n_bytes);
-        b.n += t->n_bytes;
-        size_t padn = (a - b.n % a) % a;
-        memset(b.p + b.n, 0, padn);
-        b.n += padn;
+        if (t->n_bytes) memcpy(b.data + b.len, t->data, t->n_bytes);
+        b.len += t->n_bytes;
+        size_t padn = (a - b.len % a) % a;
+        memset(b.data + b.len, 0, padn);
+        b.len += padn;
     }
-    QKV_ASSERT(b.n == total);
-    *buf = b.p;
-    *len = b.n;
+    QKV_ASSERT(b.len == total);
+    *buf = (uint8_t *)qkv__buf_detach(&b, len);
     return QKV_OK;
 }
 

@@ -119,13 +119,31 @@ static void reply_error(reply *r, int status, const char *fmt, ...) {
 }
 
 /* Whether the request should stop: the client has gone (http.c looks at its socket) or the
- * server is stopping. Asked before computing, between forward passes and between the layers of
- * a long response; the library has no hook to stop inside a forward pass. */
+ * server is stopping. Asked before computing, between the layers of every forward pass (through
+ * reply_opts), between forward passes and between the layers of a long response. */
 static int reply_gone(reply *r) {
     if (r->gone) return 1;
     if (!r->cancel || !r->cancel(r->cancel_arg)) return 0;
     reply_error(r, QKV__SRV_CANCELLED, "the client closed the connection");
     r->gone = 1;
+    return 1;
+}
+
+static int reply_gone_hook(void *r) { return reply_gone(r); }
+
+/* A request's forward options: its attention dials, and reply_gone asked before each layer. */
+static qkv_forward_opts reply_opts(reply *r, float temperature, int no_causal_mask) {
+    return (qkv_forward_opts){.attn_temperature = temperature, .no_causal_mask = no_causal_mask,
+                              .cancel = reply_gone_hook, .cancel_arg = r};
+}
+
+/* Whether a computation was stopped by reply_gone (QKV_ECANCELED): the reply is the 499. */
+static int reply_stopped(reply *r, qkv_status st) {
+    if (st != QKV_ECANCELED) return 0;
+    if (!r->gone) {
+        reply_error(r, QKV__SRV_CANCELLED, "cancelled");
+        r->gone = 1;
+    }
     return 1;
 }
 
@@ -658,7 +676,7 @@ static void api_attend(qkv__api *api, reply *r, const char *body, size_t len) {
     cap.want_probs = want_attention && n_want > 0;
     cap.want_scores = want_scores && n_want_sc > 0;
     cap.want_qkv = cap.want_head_out = detail != NULL;
-    qkv_forward_opts opts = {(float)temperature, !causal};
+    qkv_forward_opts opts = reply_opts(r, (float)temperature, !causal);
 
     if (!acquire_slot(api, r)) goto done;
     have_slot = 1;
@@ -667,6 +685,7 @@ static void api_attend(qkv__api *api, reply *r, const char *body, size_t len) {
     double t_forward = qkv__now() - t0;
     release_slot(api);
     have_slot = 0;
+    if (reply_stopped(r, st)) goto done;
     if (st != QKV_OK) {
         reply_error(r, st == QKV_ENOMEM ? 503 : 500, "forward failed: %.300s", qkv_last_error());
         goto done;
@@ -892,12 +911,14 @@ static void api_compare(qkv__api *api, reply *r, const char *body, size_t len) {
             goto done;
         }
     }
+    qkv_forward_opts opts = reply_opts(r, 0.0f, 0);
     for (int s = 0; s < 2; s++) {
         cap[s].want_hidden = 1;
         cap[s].want_probs = 1;
         if (!acquire_slot(api, r)) goto done;
-        qkv_status st = qkv_model_forward(api->model, ids[s], n[s], NULL, NULL, logits, &cap[s]);
+        qkv_status st = qkv_model_forward(api->model, ids[s], n[s], &opts, NULL, logits, &cap[s]);
         release_slot(api);
+        if (reply_stopped(r, st)) goto done;
         if (st != QKV_OK) {
             reply_error(r, 500, "forward failed: %.300s", qkv_last_error());
             goto done;
@@ -1096,7 +1117,8 @@ static void api_ablate(qkv__api *api, reply *r, const char *body, size_t len) {
     if (!acquire_slot(api, r)) goto done;
     have_slot = 1;
     double t0 = qkv__now();
-    qkv_status st = qkv_model_forward(api->model, ids, N, NULL, NULL, logits, NULL);
+    qkv_forward_opts opts = reply_opts(r, 0.0f, 0);
+    qkv_status st = qkv_model_forward(api->model, ids, N, &opts, NULL, logits, NULL);
     if (!st && target < 0) {
         float p;
         qkv_top_k(logits, V, 1, &target, &p);
@@ -1105,7 +1127,7 @@ static void api_ablate(qkv__api *api, reply *r, const char *body, size_t len) {
     double t1 = qkv__now();
     float base = 0;
     if (!st && reply_gone(r)) goto done; /* between the clean pass and the grid */
-    if (!st) st = qkv_model_ablation_grid(api->model, ids, N, NULL, (qkv_ablate_mode)mode, target, vs, grid, &base);
+    if (!st) st = qkv_model_ablation_grid(api->model, ids, N, &opts, (qkv_ablate_mode)mode, target, vs, grid, &base);
     double t_grid = qkv__now() - t1;
     if (!st && detail) {
         unsigned char *ab = calloc((size_t)L * H, 1);
@@ -1115,13 +1137,14 @@ static void api_ablate(qkv__api *api, reply *r, const char *body, size_t len) {
             ab[d_layer * H + d_head] = (unsigned char)mode;
             qkv_intervention iv = {.ablate = ab};
             cap.want_probs = 1;
-            st = qkv_model_forward_iv(api->model, ids, N, NULL, &iv, NULL, logits + V, &cap);
+            st = qkv_model_forward_iv(api->model, ids, N, &opts, &iv, NULL, logits + V, &cap);
             free(ab);
         }
     }
     double t_all = qkv__now() - t0;
     release_slot(api);
     have_slot = 0;
+    if (reply_stopped(r, st)) goto done;
     if (st) {
         reply_error(r, st == QKV_ENOMEM ? 503 : 500, "ablation failed: %.300s", qkv_last_error());
         goto done;
@@ -1247,8 +1270,9 @@ static void api_patch(qkv__api *api, reply *r, const char *body, size_t len) {
     have_slot = 1;
     double t0 = qkv__now();
     float ms = 0, md = 0, p;
-    qkv_status st = qkv_model_forward(api->model, sids, N, NULL, NULL, logits, NULL);
-    if (!st) st = qkv_model_forward(api->model, dids, N, NULL, NULL, logits + V, NULL);
+    qkv_forward_opts opts = reply_opts(r, 0.0f, 0);
+    qkv_status st = qkv_model_forward(api->model, sids, N, &opts, NULL, logits, NULL);
+    if (!st) st = qkv_model_forward(api->model, dids, N, &opts, NULL, logits + V, NULL);
     if (!st) {
         int vs_given = json_object_get(root, "vs") != NULL;
         if (target < 0) qkv_top_k(logits, V, 1, &target, &p);
@@ -1258,12 +1282,13 @@ static void api_patch(qkv__api *api, reply *r, const char *body, size_t len) {
         } else if (vs == target) {
             vs = -1;
         }
-        st = qkv_model_patch_maps(api->model, sids, dids, N, NULL, target, vs, do_heads ? hm : NULL,
+        st = qkv_model_patch_maps(api->model, sids, dids, N, &opts, target, vs, do_heads ? hm : NULL,
                                   do_pos ? pm : NULL, &ms, &md);
     }
     double t_all = qkv__now() - t0;
     release_slot(api);
     have_slot = 0;
+    if (reply_stopped(r, st)) goto done;
     if (st) {
         reply_error(r, st == QKV_ENOMEM ? 503 : 500, "patching failed: %.300s", qkv_last_error());
         goto done;
@@ -1371,7 +1396,8 @@ static void api_lens(qkv__api *api, reply *r, const char *body, size_t len) {
     if (!acquire_slot(api, r)) goto done;
     have_slot = 1;
     double t0 = qkv__now();
-    qkv_status st = qkv_model_forward(api->model, ids, N, NULL, NULL, NULL, &cap);
+    qkv_forward_opts opts = reply_opts(r, 0.0f, 0);
+    qkv_status st = qkv_model_forward(api->model, ids, N, &opts, NULL, NULL, &cap);
     if (!st) {
         for (int s = 0; s < S; s++)
             memcpy(rows + (size_t)s * P * C, cap.hidden + ((size_t)s * N + (size_t)(N - P)) * C,
@@ -1381,6 +1407,7 @@ static void api_lens(qkv__api *api, reply *r, const char *body, size_t len) {
     double t_all = qkv__now() - t0;
     release_slot(api);
     have_slot = 0;
+    if (reply_stopped(r, st)) goto done;
     if (st) {
         reply_error(r, st == QKV_ENOMEM ? 503 : 500, "logit lens failed: %.300s", qkv_last_error());
         goto done;

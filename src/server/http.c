@@ -70,8 +70,7 @@ typedef struct conn_state {
 
 /* Per-request state, kept by MHD between the calls of one request; also the work item. */
 typedef struct request {
-    char *body;
-    size_t len, cap;
+    qkv__buf body;
     int too_big;
     qkv__server *srv;
     struct MHD_Connection *conn;
@@ -284,7 +283,8 @@ static enum MHD_Result start_stream(qkv__server *srv, struct MHD_Connection *con
     int status;
     char *out = NULL;
     size_t out_len = 0;
-    qkv__gen_stream *gs = qkv__api_generate_start(srv->api, req->body, req->len, &status, &out, &out_len);
+    qkv__gen_stream *gs =
+        qkv__api_generate_start(srv->api, req->body.data, req->body.len, &status, &out, &out_len);
     if (!gs) return send_json(srv, conn, status, out, out_len, NULL);
     qkv__gen_stream_set_waker(gs, stream_sleep, stream_wake, conn);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, gs, stream_free);
@@ -422,8 +422,8 @@ static void run_job(qkv__server *srv, request *req) {
         req->cancelled = 1;
         count = &srv->stats.cancelled_queued;
     } else {
-        qkv__api_call call = {.method = req->method, .path = req->path, .body = req->body,
-                              .body_len = req->len, .want_binary = req->want_binary,
+        qkv__api_call call = {.method = req->method, .path = req->path, .body = req->body.data,
+                              .body_len = req->body.len, .want_binary = req->want_binary,
                               .cancel = job_cancelled, .cancel_arg = req};
         qkv__api_run(srv->api, &call);
         req->status = call.status;
@@ -667,22 +667,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size) { /* a chunk of the body */
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (req->too_big || req->len + n > QKV__SRV_MAX_BODY) {
+        if (req->too_big || req->body.len + n > QKV__SRV_MAX_BODY) {
             req->too_big = 1; /* keep reading (discarding) so we can answer 413 */
             return MHD_YES;
         }
-        if (req->len + n + 1 > req->cap) {
-            size_t cap = req->cap ? req->cap : 1024;
-            while (cap < req->len + n + 1) cap *= 2;
-            char *b = realloc(req->body, cap);
-            if (!b) return MHD_NO;
-            req->body = b;
-            req->cap = cap;
-        }
-        memcpy(req->body + req->len, upload_data, n);
-        req->len += n;
-        req->body[req->len] = '\0';
-        return MHD_YES;
+        return qkv__buf_put(&req->body, upload_data, n) ? MHD_YES : MHD_NO;
     }
     /* the whole request is in: the deadline is met */
     set_busy(srv, req->cs, 1);
@@ -716,7 +705,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         char *out;
         size_t out_len;
         const char *allow;
-        qkv__api_handle(srv->api, method, url, req->body, req->len, &status, &out, &out_len, &allow);
+        qkv__api_handle(srv->api, method, url, req->body.data, req->body.len, &status, &out, &out_len,
+                        &allow);
         return send_json(srv, conn, status, out, out_len, allow);
     }
     const qkv__web_asset *a = find_asset(url);
@@ -737,7 +727,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     pthread_mutex_lock(&srv->lock);
     srv->active--;
     pthread_mutex_unlock(&srv->lock);
-    free(req->body);
+    qkv__buf_free(&req->body);
     free(req->path);
     free(req->out);
     free(req);

@@ -8,40 +8,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-void qkv__jw_init(qkv__jw *w) { memset(w, 0, sizeof *w); }
+#define JW_LIMIT ((size_t)1 << 40)
 
-void qkv__jw_free(qkv__jw *w) {
-    free(w->buf);
-    memset(w, 0, sizeof *w);
+void qkv__jw_init(qkv__jw *w) { w->b = (qkv__buf){.limit = JW_LIMIT}; }
+
+void qkv__jw_free(qkv__jw *w) { qkv__buf_free(&w->b); }
+
+/* Room for n items of at most per bytes each, plus 2 (brackets or quotes) and the NUL: where
+ * to write them, or NULL (the writer failed). */
+static char *jw_room(qkv__jw *w, size_t n, size_t per) {
+    size_t need;
+    if (!qkv__mul_size(n, per, &need) || !qkv__add_size(need, 2, &need)) {
+        if (!w->b.failed) w->b.failed = QKV_ETOOLONG;
+        return NULL;
+    }
+    return qkv__buf_reserve(&w->b, need) ? w->b.data + w->b.len : NULL;
 }
 
-/* Makes room for n more bytes plus a NUL. */
-static int jw_reserve(qkv__jw *w, size_t n) {
-    if (w->oom) return 0;
-    if (w->len + n + 1 <= w->cap) return 1;
-    size_t cap = w->cap ? w->cap : 4096;
-    while (cap < w->len + n + 1) {
-        if (cap > ((size_t)1 << 40)) {
-            w->oom = 1;
-            return 0;
-        }
-        cap *= 2;
-    }
-    char *b = realloc(w->buf, cap);
-    if (!b) {
-        w->oom = 1;
-        return 0;
-    }
-    w->buf = b;
-    w->cap = cap;
-    return 1;
+/* Ends a write that filled the buffer up to o. */
+static void jw_end(qkv__jw *w, char *o) {
+    w->b.len = (size_t)(o - w->b.data);
+    w->b.data[w->b.len] = '\0';
 }
 
 void qkv__jw_raw(qkv__jw *w, const char *s, size_t n) {
-    if (!jw_reserve(w, n)) return;
-    memcpy(w->buf + w->len, s, n);
-    w->len += n;
-    w->buf[w->len] = '\0';
+    /* even an empty write leaves a (NUL-terminated) buffer */
+    if (qkv__buf_reserve(&w->b, n)) qkv__buf_put(&w->b, s, n);
 }
 
 void qkv__jw_lit(qkv__jw *w, const char *s) { qkv__jw_raw(w, s, strlen(s)); }
@@ -59,18 +51,16 @@ int qkv__jw_utf8_valid(const char *s, size_t n) {
 }
 
 void qkv__jw_str(qkv__jw *w, const char *s, size_t n) {
-    /* worst case: every byte becomes \ufffd (6 bytes) */
-    if (n > ((size_t)1 << 36) || !jw_reserve(w, 6 * n + 2)) return;
-    w->len += qkv__json_escape(w->buf + w->len, s, n);
-    w->buf[w->len] = '\0';
+    char *o = jw_room(w, n, 6); /* worst case: every byte becomes \ufffd */
+    if (o) jw_end(w, o + qkv__json_escape(o, s, n));
 }
 
 void qkv__jw_cstr(qkv__jw *w, const char *s) { qkv__jw_str(w, s, strlen(s)); }
 
 void qkv__jw_hex(qkv__jw *w, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
-    if (n > ((size_t)1 << 36) || !jw_reserve(w, 2 * n + 2)) return;
-    char *o = w->buf + w->len;
+    char *o = jw_room(w, n, 2);
+    if (!o) return;
     *o++ = '"';
     for (size_t i = 0; i < n; i++) {
         unsigned c = (unsigned char)s[i];
@@ -78,8 +68,7 @@ void qkv__jw_hex(qkv__jw *w, const char *s, size_t n) {
         *o++ = hex[c & 15];
     }
     *o++ = '"';
-    w->len = (size_t)(o - w->buf);
-    w->buf[w->len] = '\0';
+    jw_end(w, o);
 }
 
 void qkv__jw_int(qkv__jw *w, long long v) {
@@ -164,22 +153,20 @@ static int fmt_float(char *o, float v) {
 }
 
 void qkv__jw_float(qkv__jw *w, float v) {
-    if (!jw_reserve(w, 24)) return;
-    w->len += (size_t)fmt_float(w->buf + w->len, v);
-    w->buf[w->len] = '\0';
+    char *o = jw_room(w, 1, 24);
+    if (o) jw_end(w, o + fmt_float(o, v));
 }
 
 void qkv__jw_floats(qkv__jw *w, const float *v, size_t n) {
-    if (n > ((size_t)1 << 34) || !jw_reserve(w, 25 * n + 2)) return;
-    char *o = w->buf + w->len;
+    char *o = jw_room(w, n, 25);
+    if (!o) return;
     *o++ = '[';
     for (size_t i = 0; i < n; i++) {
         if (i) *o++ = ',';
         o += fmt_float(o, v[i]);
     }
     *o++ = ']';
-    w->len = (size_t)(o - w->buf);
-    w->buf[w->len] = '\0';
+    jw_end(w, o);
 }
 
 void qkv__jw_matrix(qkv__jw *w, const float *v, int rows, int cols, ptrdiff_t ld) {

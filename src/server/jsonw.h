@@ -6,13 +6,21 @@
 #ifndef QKV_JSONW_H
 #define QKV_JSONW_H
 
+#include "qkv_internal.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct qkv__jw {
-    char *buf;
-    size_t len, cap;
-    int oom; /* set on allocation failure; later writes are ignored */
+/* The writer is a qkv__buf (src/common/buf.c) with a 1 TiB limit. buf, len, cap and oom are
+ * its data, len, cap and failed under the names the server's code reads a finished response
+ * by (oom: out of memory or past the limit; later writes are ignored). */
+typedef union qkv__jw {
+    qkv__buf b;
+    struct {
+        char *buf;
+        size_t len, cap, limit;
+        int oom;
+    };
 } qkv__jw;
 
 void qkv__jw_init(qkv__jw *w);

@@ -62,10 +62,10 @@ typedef int (*qkv__api_cancel_fn)(void *arg);
 void qkv__api_handle(qkv__api *api, const char *method, const char *path, const char *body,
                      size_t body_len, int *status, char **body_out, size_t *body_len_out,
                      const char **allow);
-/* One request, with what the HTTP side adds: cancellation, asked before computing, between
- * forward passes and between the layers of a long response (when it says stop, status is
- * QKV__SRV_CANCELLED and the body an error to drop; the library has no hook inside one forward
- * pass, see docs/HTTP.md), and the binary form of POST /api/attend. */
+/* One request, with what the HTTP side adds: cancellation, asked before computing, before
+ * each layer of every forward pass (qkv_forward_opts.cancel), between forward passes and
+ * between the layers of a long response (when it says stop, status is QKV__SRV_CANCELLED and
+ * the body an error to drop; see docs/HTTP.md), and the binary form of POST /api/attend. */
 typedef struct qkv__api_call {
     const char *method, *path, *body; /* in */
     size_t body_len;

@@ -301,26 +301,6 @@ static int ibuf_push(ibuf *b, int id) {
     return 1;
 }
 
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-} sbuf;
-
-static int sbuf_add(sbuf *b, const void *p, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->s, cap);
-        if (!q) return 0;
-        b->s = q;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->s + b->n, p, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-    return 1;
-}
-
 /* Pieces: [off, off + len) of one shared byte buffer. */
 typedef struct plist {
     size_t *off, *len;
@@ -346,7 +326,7 @@ static int plist_add(plist *p, size_t off, size_t len) {
 }
 
 typedef struct work {
-    sbuf text;          /* every piece's bytes */
+    qkv__buf text;      /* every piece's bytes */
     plist a, b;
     qkv__re_work *rw;
     int *sym, *prev, *next;
@@ -357,7 +337,7 @@ typedef struct work {
 } work;
 
 static void work_free(work *w) {
-    free(w->text.s);
+    qkv__buf_free(&w->text);
     free(w->a.off);
     free(w->a.len);
     free(w->b.off);
@@ -373,56 +353,57 @@ static void work_free(work *w) {
 
 /* ---- normalizers ----------------------------------------------------------------------- */
 
-static qkv_status normalize(const qkv__tokx *x, const char *s, size_t n, sbuf *out, work *w) {
-    out->n = 0;
-    if (!sbuf_add(out, s, n)) return OOM();
+static qkv_status normalize(const qkv__tokx *x, const char *s, size_t n, qkv__buf *out, work *w) {
+    out->len = 0;
+    if (!qkv__buf_reserve(out, n) || !qkv__buf_put(out, s, n)) return OOM(); /* allocated, even for "" */
     for (int k = 0; k < x->n_norm; k++) {
         const qkv__norm *nm = &x->norm[k];
-        sbuf tmp = {0};
+        qkv__buf tmp = {0};
         switch (nm->kind) {
         case QKV__NORM_PREPEND:
-            if (out->n == 0) continue;
-            if (!sbuf_add(&tmp, nm->a, nm->na) || !sbuf_add(&tmp, out->s, out->n)) goto oom;
+            if (out->len == 0) continue;
+            if (!qkv__buf_put(&tmp, nm->a, nm->na) || !qkv__buf_put(&tmp, out->data, out->len)) goto oom;
             break;
         case QKV__NORM_REPLACE:
             if (nm->re) {
                 size_t at = 0, ms, me;
-                while (at < out->n) {
-                    int r = qkv__re_find(nm->re, &w->rw, (const uint8_t *)out->s, out->n, at, &ms, &me);
+                while (at < out->len) {
+                    int r = qkv__re_find(nm->re, &w->rw, (const uint8_t *)out->data, out->len, at, &ms, &me);
                     if (r < 0) goto oom;
                     if (r == 0 || me == ms) break;
-                    if (!sbuf_add(&tmp, out->s + at, ms - at) || !sbuf_add(&tmp, nm->b, nm->nb)) goto oom;
+                    if (!qkv__buf_put(&tmp, out->data + at, ms - at) || !qkv__buf_put(&tmp, nm->b, nm->nb))
+                        goto oom;
                     at = me;
                 }
-                if (!sbuf_add(&tmp, out->s + at, out->n - at)) goto oom;
+                if (!qkv__buf_put(&tmp, out->data + at, out->len - at)) goto oom;
             } else {
                 size_t i = 0;
-                while (i < out->n) {
-                    if (nm->na && i + nm->na <= out->n && memcmp(out->s + i, nm->a, nm->na) == 0) {
-                        if (!sbuf_add(&tmp, nm->b, nm->nb)) goto oom;
+                while (i < out->len) {
+                    if (nm->na && i + nm->na <= out->len && memcmp(out->data + i, nm->a, nm->na) == 0) {
+                        if (!qkv__buf_put(&tmp, nm->b, nm->nb)) goto oom;
                         i += nm->na;
                     } else {
-                        if (!sbuf_add(&tmp, out->s + i, 1)) goto oom;
+                        if (!qkv__buf_put(&tmp, out->data + i, 1)) goto oom;
                         i++;
                     }
                 }
             }
             break;
         case QKV__NORM_STRIP: {
-            size_t a = 0, b = out->n;
+            size_t a = 0, b = out->len;
             uint32_t c;
             size_t l;
-            while (nm->left && a < b && (l = qkv__utf8_decode((const uint8_t *)out->s + a, b - a, &c)) &&
+            while (nm->left && a < b && (l = qkv__utf8_decode((const uint8_t *)out->data + a, b - a, &c)) &&
                    qkv__char_class(c) == QKV__CL_SPACE)
                 a += l;
             while (nm->right && b > a) {
                 size_t st = b - 1;
-                while (st > a && ((uint8_t)out->s[st] & 0xC0) == 0x80) st--;
-                l = qkv__utf8_decode((const uint8_t *)out->s + st, b - st, &c);
+                while (st > a && ((uint8_t)out->data[st] & 0xC0) == 0x80) st--;
+                l = qkv__utf8_decode((const uint8_t *)out->data + st, b - st, &c);
                 if (l != b - st || qkv__char_class(c) != QKV__CL_SPACE) break;
                 b = st;
             }
-            if (!sbuf_add(&tmp, out->s + a, b - a)) goto oom;
+            if (!qkv__buf_put(&tmp, out->data + a, b - a)) goto oom;
             break;
         }
         default: {
@@ -434,39 +415,39 @@ static qkv_status normalize(const qkv__tokx *x, const char *s, size_t n, sbuf *o
             else if (nm->kind == QKV__NORM_NFKC) opt |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
             else if (nm->kind == QKV__NORM_NFKD) opt |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
             size_t i = 0;
-            while (i < out->n) {
+            while (i < out->len) {
                 size_t j = i;
                 uint32_t c;
                 size_t l;
-                while (j < out->n && (l = qkv__utf8_decode((const uint8_t *)out->s + j, out->n - j, &c)) &&
-                       c != 0)
+                while (j < out->len &&
+                       (l = qkv__utf8_decode((const uint8_t *)out->data + j, out->len - j, &c)) && c != 0)
                     j += l;
                 if (j > i) {
                     if (nm->kind == QKV__NORM_LOWERCASE) {
                         for (size_t q = i; q < j;) {
-                            l = qkv__utf8_decode((const uint8_t *)out->s + q, j - q, &c);
+                            l = qkv__utf8_decode((const uint8_t *)out->data + q, j - q, &c);
                             uint8_t e[4];
                             size_t el = qkv__utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), e);
-                            if (!sbuf_add(&tmp, e, el)) goto oom;
+                            if (!qkv__buf_put(&tmp, e, el)) goto oom;
                             q += l;
                         }
                     } else {
                         utf8proc_uint8_t *r = NULL;
-                        utf8proc_ssize_t rl = utf8proc_map((const utf8proc_uint8_t *)out->s + i,
+                        utf8proc_ssize_t rl = utf8proc_map((const utf8proc_uint8_t *)out->data + i,
                                                            (utf8proc_ssize_t)(j - i), &r,
                                                            (utf8proc_option_t)opt);
                         if (rl < 0) {
                             free(r);
-                            if (!sbuf_add(&tmp, out->s + i, j - i)) goto oom;
+                            if (!qkv__buf_put(&tmp, out->data + i, j - i)) goto oom;
                         } else {
-                            int ok = sbuf_add(&tmp, r, (size_t)rl);
+                            int ok = qkv__buf_put(&tmp, r, (size_t)rl);
                             free(r);
                             if (!ok) goto oom;
                         }
                     }
                 }
-                if (j < out->n) { /* an invalid byte or NUL: as is */
-                    if (!sbuf_add(&tmp, out->s + j, 1)) goto oom;
+                if (j < out->len) { /* an invalid byte or NUL: as is */
+                    if (!qkv__buf_put(&tmp, out->data + j, 1)) goto oom;
                     j++;
                 }
                 i = j;
@@ -474,12 +455,12 @@ static qkv_status normalize(const qkv__tokx *x, const char *s, size_t n, sbuf *o
             break;
         }
         }
-        free(out->s);
+        qkv__buf_free(out);
         *out = tmp;
-        if (!out->s && !sbuf_add(out, "", 0)) return OOM();
+        if (!out->data && !qkv__buf_reserve(out, 0)) return OOM();
         continue;
     oom:
-        free(tmp.s);
+        qkv__buf_free(&tmp);
         return OOM();
     }
     return QKV_OK;
@@ -495,16 +476,17 @@ static qkv_status normalize_added(qkv__tokx *x) {
     for (int k = 0; k < x->n_added && !st; k++) {
         qkv__added *a = &x->added[k];
         if (!a->normalized || a->pass) continue;
-        sbuf nb = {0};
+        qkv__buf nb = {0};
         st = normalize(x, a->s, a->n, &nb, &w);
-        if (!st && nb.n == 0) st = qkv__fail(QKV_EFORMAT, "added token \"%.40s\" normalizes to nothing", a->s);
+        if (!st && nb.len == 0)
+            st = qkv__fail(QKV_EFORMAT, "added token \"%.40s\" normalizes to nothing", a->s);
         if (st) {
-            free(nb.s);
+            qkv__buf_free(&nb);
             break;
         }
         free(a->s);
-        a->s = nb.s;
-        a->n = nb.n;
+        a->s = nb.data;
+        a->n = nb.len;
         a->pass = 1;
         x->has_pass1 = 1;
         if (a->n > x->added_max) x->added_max = a->n;
@@ -523,7 +505,7 @@ static qkv_status split_piece(const qkv__pre *p, work *w, size_t off, size_t len
     int have_prev = 0;                 /* MERGED_PREV: dst's last piece is this piece's */
     int prev_match = 0;                /* CONTIGUOUS */
     for (;;) {
-        const uint8_t *s = (const uint8_t *)w->text.s + off;
+        const uint8_t *s = (const uint8_t *)w->text.data + off;
         int r = qkv__re_find(p->re, &w->rw, s, len, at, &ms, &me);
         if (r < 0) return OOM();
         if (r == 1 && me == ms) { /* empty match: skip one character */
@@ -596,23 +578,23 @@ static qkv_status pre_one(const qkv__pre *p, work *w, size_t off, size_t len, pl
     switch (p->kind) {
     case QKV__PRE_SPLIT: return split_piece(p, w, off, len, dst);
     case QKV__PRE_BYTELEVEL: {
-        if (p->add_prefix_space && !(len > 0 && w->text.s[off] == ' ')) {
-            size_t no = w->text.n;
-            if (!sbuf_add(&w->text, " ", 1)) return OOM();
-            if (!sbuf_add(&w->text, w->text.s + off, len)) return OOM();
+        if (p->add_prefix_space && !(len > 0 && w->text.data[off] == ' ')) {
+            size_t no = w->text.len;
+            if (!qkv__buf_put(&w->text, " ", 1)) return OOM();
+            if (!qkv__buf_put(&w->text, w->text.data + off, len)) return OOM(); /* its own bytes */
             off = no;
             len += 1;
         }
         if (!p->gpt2_fast) return plist_add(dst, off, len) ? QKV_OK : OOM();
         qkv__pretok pt;
-        qkv__pretok_init(&pt, w->text.s + off, len);
+        qkv__pretok_init(&pt, w->text.data + off, len);
         size_t st, n;
         while (qkv__pretok_next(&pt, &st, &n))
             if (!plist_add(dst, off + st, n)) return OOM();
         return QKV_OK;
     }
     case QKV__PRE_DIGITS: {
-        const uint8_t *s = (const uint8_t *)w->text.s + off;
+        const uint8_t *s = (const uint8_t *)w->text.data + off;
         size_t i = 0, start = 0;
         int in_digits = 0;
         while (i < len) {
@@ -635,19 +617,20 @@ static qkv_status pre_one(const qkv__pre *p, work *w, size_t off, size_t len, pl
     case QKV__PRE_METASPACE: {
         /* spaces -> replacement; prepend it (always, or first piece only); split so each
          * replacement starts a piece */
-        size_t no = w->text.n;
+        size_t no = w->text.len;
         int prep = p->prepend == 2 || (p->prepend == 1 && off == 0 && w->at_start);
-        if (prep && !(len >= p->nrepl && memcmp(w->text.s + off, p->repl, p->nrepl) == 0))
-            if (!sbuf_add(&w->text, p->repl, p->nrepl)) return OOM();
+        if (prep && !(len >= p->nrepl && memcmp(w->text.data + off, p->repl, p->nrepl) == 0))
+            if (!qkv__buf_put(&w->text, p->repl, p->nrepl)) return OOM();
         for (size_t i = 0; i < len; i++) {
-            char c = w->text.s[off + i];
-            if (!(c == ' ' ? sbuf_add(&w->text, p->repl, p->nrepl) : sbuf_add(&w->text, &c, 1))) return OOM();
+            char c = w->text.data[off + i];
+            int ok = c == ' ' ? qkv__buf_put(&w->text, p->repl, p->nrepl) : qkv__buf_put(&w->text, &c, 1);
+            if (!ok) return OOM();
         }
-        size_t end = w->text.n;
+        size_t end = w->text.len;
         if (!p->split) return plist_add(dst, no, end - no) ? QKV_OK : OOM();
         size_t start = no;
         for (size_t i = no; i + p->nrepl <= end; i++) {
-            if (i > start && memcmp(w->text.s + i, p->repl, p->nrepl) == 0) {
+            if (i > start && memcmp(w->text.data + i, p->repl, p->nrepl) == 0) {
                 if (!plist_add(dst, start, i - start)) return OOM();
                 start = i;
             }
@@ -655,7 +638,7 @@ static qkv_status pre_one(const qkv__pre *p, work *w, size_t off, size_t len, pl
         return plist_add(dst, start, end - start) ? QKV_OK : OOM();
     }
     case QKV__PRE_WHITESPACE_SPLIT: {
-        const uint8_t *s = (const uint8_t *)w->text.s + off;
+        const uint8_t *s = (const uint8_t *)w->text.data + off;
         size_t i = 0, start = 0;
         while (i < len) {
             uint32_t c;
@@ -778,10 +761,10 @@ static int is_ws(uint8_t c);
 static qkv_status pre_bpe(const qkv__tokx *x, const char *s, size_t n, work *w) {
     qkv_status st;
     if (n == 0) return QKV_OK;
-    w->text.n = 0;
-    if (!sbuf_add(&w->text, s, n)) return OOM();
+    w->text.len = 0;
+    if (!qkv__buf_put(&w->text, s, n)) return OOM();
     w->a.n = 0;
-    if (!plist_add(&w->a, 0, w->text.n)) return OOM();
+    if (!plist_add(&w->a, 0, w->text.len)) return OOM();
     for (int k = 0; k < x->n_pre; k++) {
         w->b.n = 0;
         for (size_t i = 0; i < w->a.n; i++)
@@ -791,7 +774,7 @@ static qkv_status pre_bpe(const qkv__tokx *x, const char *s, size_t n, work *w) 
         w->b = t;
     }
     for (size_t i = 0; i < w->a.n; i++)
-        if ((st = bpe(x, (const uint8_t *)w->text.s + w->a.off[i], w->a.len[i], w))) return st;
+        if ((st = bpe(x, (const uint8_t *)w->text.data + w->a.off[i], w->a.len[i], w))) return st;
     return QKV_OK;
 }
 
@@ -799,16 +782,16 @@ static qkv_status pre_bpe(const qkv__tokx *x, const char *s, size_t n, work *w) 
  * pre-tokenize and BPE the rest. */
 static qkv_status encode_stretch(const qkv__tokx *x, const char *s, size_t n, unsigned flags, work *w) {
     if (n == 0) return QKV_OK;
-    sbuf norm = {0};
+    qkv__buf norm = {0};
     qkv_status st = normalize(x, s, n, &norm, w);
     if (st) {
-        free(norm.s);
+        qkv__buf_free(&norm);
         return st;
     }
-    const uint8_t *u = (const uint8_t *)norm.s;
+    const uint8_t *u = (const uint8_t *)norm.data;
     size_t seg = 0, i = 0;
-    while (!st && x->has_pass1 && i < norm.n) {
-        const qkv__added *a = added_at(x, u, norm.n, i, flags, 1);
+    while (!st && x->has_pass1 && i < norm.len) {
+        const qkv__added *a = added_at(x, u, norm.len, i, flags, 1);
         if (!a) {
             i++;
             continue;
@@ -817,13 +800,13 @@ static qkv_status encode_stretch(const qkv__tokx *x, const char *s, size_t n, un
         if (a->lstrip)
             while (end > seg && is_ws(u[end - 1])) end--;
         if (a->rstrip)
-            while (next < norm.n && is_ws(u[next])) next++;
-        st = pre_bpe(x, norm.s + seg, end - seg, w);
+            while (next < norm.len && is_ws(u[next])) next++;
+        st = pre_bpe(x, norm.data + seg, end - seg, w);
         if (!st && !ibuf_push(&w->out, a->id)) st = OOM();
         seg = i = next;
     }
-    if (!st) st = pre_bpe(x, norm.s + seg, norm.n - seg, w);
-    free(norm.s);
+    if (!st) st = pre_bpe(x, norm.data + seg, norm.len - seg, w);
+    qkv__buf_free(&norm);
     return st;
 }
 
@@ -913,11 +896,11 @@ qkv_status qkv__tokx_encode(const qkv__tokx *x, const char *text, size_t len, un
 
 qkv_status qkv__tokx_decode(const qkv__tokx *x, const int *ids, size_t n_ids, char **text,
                             size_t *len) {
-    sbuf b = {0};
+    qkv__buf b = {0};
     for (size_t i = 0; i < n_ids; i++) {
         int id = ids[i];
         if (id < 0 || id >= x->n_vocab) {
-            free(b.s);
+            qkv__buf_free(&b);
             return qkv__fail(QKV_ERANGE, "token id %d (at position %zu) out of range (vocabulary of %d)",
                              id, i, x->n_vocab);
         }
@@ -928,13 +911,8 @@ qkv_status qkv__tokx_decode(const qkv__tokx *x, const int *ids, size_t n_ids, ch
             p++;
             l--;
         }
-        if (!sbuf_add(&b, p, l)) {
-            free(b.s);
-            return qkv__fail(QKV_ENOMEM, "decode: out of memory");
-        }
+        qkv__buf_put(&b, p, l);
     }
-    if (!b.s && !sbuf_add(&b, "", 0)) return qkv__fail(QKV_ENOMEM, "decode: out of memory");
-    *text = b.s;
-    *len = b.n;
+    if (!(*text = qkv__buf_detach(&b, len))) return qkv__fail(QKV_ENOMEM, "decode: out of memory");
     return QKV_OK;
 }

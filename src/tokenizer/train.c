@@ -68,8 +68,7 @@ typedef struct trainer {
     int32_t *pidx;
     size_t pmask;
     /* tokens */
-    char *blob;          /* bytes of every token */
-    size_t blob_len, blob_cap;
+    qkv__buf blob;       /* bytes of every token */
     size_t *tok_off;
     uint32_t *tok_len;
     int n_tokens, tok_cap;
@@ -100,7 +99,7 @@ static void trainer_free(trainer *t) {
     free(t->dirty.v);
     free(t->pkey);
     free(t->pidx);
-    free(t->blob);
+    qkv__buf_free(&t->blob);
     free(t->tok_off);
     free(t->tok_len);
     free(t->ttable);
@@ -233,7 +232,7 @@ static int token_lookup(const trainer *t, const char *b, size_t n) {
     size_t i = (size_t)qkv__hash_bytes(b, n) & t->tmask;
     while (t->ttable[i] >= 0) {
         int id = t->ttable[i];
-        if (t->tok_len[id] == n && memcmp(t->blob + t->tok_off[id], b, n) == 0) return id;
+        if (t->tok_len[id] == n && memcmp(t->blob.data + t->tok_off[id], b, n) == 0) return id;
         i = (i + 1) & t->tmask;
     }
     return -1;
@@ -242,23 +241,12 @@ static int token_lookup(const trainer *t, const char *b, size_t n) {
 /* Adds a token (bytes a then b); returns its id, or -1 when out of memory. */
 static int token_add(trainer *t, const char *a, size_t na, const char *b, size_t nb) {
     if (t->n_tokens == t->tok_cap) return -1; /* sized up front */
-    size_t n = na + nb;
-    if (t->blob_len + n > t->blob_cap) {
-        size_t cap = t->blob_cap * 2 + n;
-        char *p = realloc(t->blob, cap);
-        if (!p) return -1;
-        t->blob = p;
-        t->blob_cap = cap;
-    }
-    /* a and b may point into blob: copy via memmove after growing (offsets stay valid) */
-    size_t off = t->blob_len;
-    memmove(t->blob + off, a, na);
-    memmove(t->blob + off + na, b, nb);
-    t->blob_len += n;
+    size_t n = na + nb, off = t->blob.len;
+    if (!qkv__buf_put(&t->blob, a, na) || !qkv__buf_put(&t->blob, b, nb)) return -1;
     int id = t->n_tokens++;
     t->tok_off[id] = off;
     t->tok_len[id] = (uint32_t)n;
-    size_t i = (size_t)qkv__hash_bytes(t->blob + off, n) & t->tmask;
+    size_t i = (size_t)qkv__hash_bytes(t->blob.data + off, n) & t->tmask;
     while (t->ttable[i] >= 0) i = (i + 1) & t->tmask;
     t->ttable[i] = id;
     return id;
@@ -292,36 +280,13 @@ static int merge_in_word(trainer *t, int32_t w, int32_t a, int32_t b, int32_t id
 
 /* ---- writing ------------------------------------------------------------------------- */
 
-typedef struct strbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} strbuf;
-
-static void sb_put(strbuf *b, const void *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
 /* Token bytes in GPT-2's alphabet, JSON-escaped when json. */
-static void sb_token(strbuf *b, const qkv__bytemap *m, const char *s, size_t n, int json) {
+static void put_token(qkv__buf *b, const qkv__bytemap *m, const char *s, size_t n, int json) {
     for (size_t i = 0; i < n; i++) {
         uint32_t cp = m->cp_of_byte[(uint8_t)s[i]];
-        if (json && (cp == '"' || cp == '\\')) sb_put(b, "\\", 1);
+        if (json && (cp == '"' || cp == '\\')) qkv__buf_put(b, "\\", 1);
         uint8_t u[4];
-        sb_put(b, u, qkv__utf8_encode(cp, u));
+        qkv__buf_put(b, u, qkv__utf8_encode(cp, u));
     }
 }
 
@@ -331,38 +296,38 @@ static qkv_status write_outputs(const trainer *t, const qkv__bytemap *m, const c
     struct stat st;
     if (stat(out_dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return qkv__fail(QKV_EIO, "%s: not a folder", out_dir);
-    strbuf v = {0}, mg = {0};
+    qkv__buf v = {0}, mg = {0};
     char num[32];
-    sb_put(&v, "{", 1);
+    qkv__buf_put(&v, "{", 1);
     for (int id = 0; id < t->n_tokens; id++) {
-        sb_put(&v, id ? ",\n\"" : "\"", id ? 3 : 1);
-        sb_token(&v, m, t->blob + t->tok_off[id], t->tok_len[id], 1);
+        qkv__buf_put(&v, id ? ",\n\"" : "\"", id ? 3 : 1);
+        put_token(&v, m, t->blob.data + t->tok_off[id], t->tok_len[id], 1);
         int k = snprintf(num, sizeof num, "\": %d", id);
-        sb_put(&v, num, (size_t)k);
+        qkv__buf_put(&v, num, (size_t)k);
     }
     int k = snprintf(num, sizeof num, ": %d}\n", t->n_tokens);
     static const char eot_key[] = ",\n\"<|endoftext|>\"";
-    sb_put(&v, eot_key, sizeof eot_key - 1);
-    sb_put(&v, num, (size_t)k);
-    sb_put(&mg, "#version: 0.2\n", 14);
+    qkv__buf_put(&v, eot_key, sizeof eot_key - 1);
+    qkv__buf_put(&v, num, (size_t)k);
+    qkv__buf_put(&mg, "#version: 0.2\n", 14);
     for (int i = 0; i < t->n_merges; i++) {
-        sb_token(&mg, m, t->blob + t->tok_off[t->ma[i]], t->tok_len[t->ma[i]], 0);
-        sb_put(&mg, " ", 1);
-        sb_token(&mg, m, t->blob + t->tok_off[t->mb[i]], t->tok_len[t->mb[i]], 0);
-        sb_put(&mg, "\n", 1);
+        put_token(&mg, m, t->blob.data + t->tok_off[t->ma[i]], t->tok_len[t->ma[i]], 0);
+        qkv__buf_put(&mg, " ", 1);
+        put_token(&mg, m, t->blob.data + t->tok_off[t->mb[i]], t->tok_len[t->mb[i]], 0);
+        qkv__buf_put(&mg, "\n", 1);
     }
     qkv_status s;
-    if (v.oom || mg.oom) {
+    if (v.failed || mg.failed) {
         s = qkv__fail(QKV_ENOMEM, "out of memory writing the vocabulary");
     } else {
         char *pv = qkv__path_join(out_dir, "vocab.json"), *pm = qkv__path_join(out_dir, "merges.txt");
-        s = (!pv || !pm) ? qkv__fail(QKV_ENOMEM, "out of memory") : qkv__write_file(pv, v.p, v.n);
-        if (!s) s = qkv__write_file(pm, mg.p, mg.n);
+        s = (!pv || !pm) ? qkv__fail(QKV_ENOMEM, "out of memory") : qkv__write_file(pv, v.data, v.len);
+        if (!s) s = qkv__write_file(pm, mg.data, mg.len);
         free(pv);
         free(pm);
     }
-    free(v.p);
-    free(mg.p);
+    qkv__buf_free(&v);
+    qkv__buf_free(&mg);
     return s;
 }
 
@@ -474,14 +439,13 @@ qkv_status qkv_bpe_train(const char *text, size_t len, int vocab_size, const cha
     while (tcap < 2 * (size_t)vocab_size) tcap <<= 1;
     t.ttable = malloc(tcap * sizeof *t.ttable);
     t.tmask = tcap - 1;
-    t.blob_cap = 4096;
-    t.blob = malloc(t.blob_cap);
+    qkv__buf_reserve(&t.blob, 4096); /* so adding the 256 one-byte tokens below cannot fail */
     t.ma = malloc((size_t)vocab_size * 4 * sizeof *t.ma); /* merges <= 4x tokens, checked below */
     t.mb = malloc((size_t)vocab_size * 4 * sizeof *t.mb);
     t.pmask = (1 << 16) - 1;
     t.pkey = calloc(t.pmask + 1, sizeof *t.pkey);
     t.pidx = malloc((t.pmask + 1) * sizeof *t.pidx);
-    if (!t.tok_off || !t.tok_len || !t.ttable || !t.blob || !t.ma || !t.mb || !t.pkey || !t.pidx) {
+    if (!t.tok_off || !t.tok_len || !t.ttable || t.blob.failed || !t.ma || !t.mb || !t.pkey || !t.pidx) {
         trainer_free(&t);
         return qkv__fail(QKV_ENOMEM, "vocab: out of memory");
     }
@@ -538,8 +502,8 @@ qkv_status qkv_bpe_train(const char *text, size_t len, int vocab_size, const cha
         size_t na = t.tok_len[a], nb = t.tok_len[b];
         char tmp[TRAIN_MAX_TOKEN_BYTES];
         if (na + nb <= TRAIN_MAX_TOKEN_BYTES) {
-            memcpy(tmp, t.blob + t.tok_off[a], na);
-            memcpy(tmp + na, t.blob + t.tok_off[b], nb);
+            memcpy(tmp, t.blob.data + t.tok_off[a], na);
+            memcpy(tmp + na, t.blob.data + t.tok_off[b], nb);
         }
         if (na + nb > TRAIN_MAX_TOKEN_BYTES || (na + nb == 13 && !memcmp(tmp, "<|endoftext|>", 13))) {
             t.pbanned[p] = 1; /* too long, or the special token's own bytes */

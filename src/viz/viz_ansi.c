@@ -26,7 +26,7 @@ typedef struct ansi_ctx {
     const qkv_viz_data *d;
     const qkv_viz_view *v;
     qkv__viz_labels lab;
-    qkv__vbuf b;
+    qkv__buf b;
     float vmax;
     float *scratch; /* [N, N] for head averages */
     int width;
@@ -37,9 +37,9 @@ typedef struct ansi_ctx {
 
 static void set_color(ansi_ctx *c, const uint8_t rgb[3], int background) {
     if (c->v->color == QKV_VIZ_COLOR_TRUE)
-        qkv__vb_printf(&c->b, "\x1b[%d;2;%u;%u;%um", background ? 48 : 38, rgb[0], rgb[1], rgb[2]);
+        qkv__buf_printf(&c->b, "\x1b[%d;2;%u;%u;%um", background ? 48 : 38, rgb[0], rgb[1], rgb[2]);
     else if (c->v->color == QKV_VIZ_COLOR_256)
-        qkv__vb_printf(&c->b, "\x1b[%d;5;%dm", background ? 48 : 38, qkv__viz_xterm256(rgb));
+        qkv__buf_printf(&c->b, "\x1b[%d;5;%dm", background ? 48 : 38, qkv__viz_xterm256(rgb));
 }
 
 /* A colour of the scale (t in [0, 1]). In 256 colours the nearest palette entry collapses
@@ -51,7 +51,7 @@ static void scale_color(ansi_ctx *c, float t, int background) {
     if (c->v->color == QKV_VIZ_COLOR_256) {
         int k = (int)lrintf(t * 15.0f);
         k = k < 0 ? 0 : k > 15 ? 15 : k;
-        qkv__vb_printf(&c->b, "\x1b[%d;5;%dm", background ? 48 : 38, ramp[k]);
+        qkv__buf_printf(&c->b, "\x1b[%d;5;%dm", background ? 48 : 38, ramp[k]);
         return;
     }
     uint8_t rgb[3];
@@ -61,7 +61,7 @@ static void scale_color(ansi_ctx *c, float t, int background) {
 
 static void style(ansi_ctx *c, const char *seq) {
     if (c->v->color != QKV_VIZ_COLOR_NONE)
-        qkv__vb_puts(&c->b, seq);
+        qkv__buf_puts(&c->b, seq);
 }
 
 /* Position on the colour scale, 0..1. */
@@ -95,30 +95,30 @@ static void title(ansi_ctx *c) {
         c->b.failed = 1;
         return;
     }
-    qkv__vbuf t = {0};
-    qkv__vb_puts(&t, name);
+    qkv__buf t = {0};
+    qkv__buf_puts(&t, name);
     free(name);
     if (v->layer == QKV_VIZ_ALL)
-        qkv__vb_printf(&t, " " MIDDOT " every layer");
+        qkv__buf_printf(&t, " " MIDDOT " every layer");
     else
-        qkv__vb_printf(&t, " " MIDDOT " layer %d (of %d)", v->layer, d->n_layer);
+        qkv__buf_printf(&t, " " MIDDOT " layer %d (of %d)", v->layer, d->n_layer);
     char heads[160];
     qkv__viz_heads_text(d, v, heads, sizeof heads);
-    qkv__vb_printf(&t, " " MIDDOT " %s", heads);
-    qkv__vb_printf(&t, " " MIDDOT " %d tokens", d->n_tokens);
+    qkv__buf_printf(&t, " " MIDDOT " %s", heads);
+    qkv__buf_printf(&t, " " MIDDOT " %d tokens", d->n_tokens);
     float temp = qkv__viz_temperature(d);
     if (temp != 1.0f)
-        qkv__vb_printf(&t, " " MIDDOT " temperature %g", (double)temp);
+        qkv__buf_printf(&t, " " MIDDOT " temperature %g", (double)temp);
     if (!d->causal)
-        qkv__vb_puts(&t, " " MIDDOT " no causal mask");
+        qkv__buf_puts(&t, " " MIDDOT " no causal mask");
     if (v->drop_first)
-        qkv__vb_puts(&t, " " MIDDOT " first token ignored, rows renormalised");
+        qkv__buf_puts(&t, " " MIDDOT " first token ignored, rows renormalised");
     style(c, BOLD);
     if (!t.failed && t.data)
         qkv__vb_fit(&c->b, t.data, c->width, 0);
     style(c, RESET);
-    qkv__vb_putc(&c->b, '\n');
-    qkv__vb_free(&t);
+    qkv__buf_putc(&c->b, '\n');
+    qkv__buf_free(&t);
 }
 
 static void panel_name(const ansi_ctx *c, char *buf, size_t cap, int layer, int head) {
@@ -137,15 +137,15 @@ static int prefix_width(const ansi_ctx *c) {
 /* Index (dim) and label, padded to prefix_width(); `mark` draws '>' and bold. */
 static void row_prefix(ansi_ctx *c, int i, int mark) {
     style(c, DIM);
-    qkv__vb_printf(&c->b, "%*d", c->idx_w, i);
+    qkv__buf_printf(&c->b, "%*d", c->idx_w, i);
     style(c, RESET);
-    qkv__vb_putc(&c->b, mark ? '>' : ' ');
+    qkv__buf_putc(&c->b, mark ? '>' : ' ');
     if (mark)
         style(c, BOLD);
     qkv__vb_fit(&c->b, c->lab.visible[i], c->lab_w, 1);
     if (mark)
         style(c, RESET);
-    qkv__vb_putc(&c->b, ' ');
+    qkv__buf_putc(&c->b, ' ');
 }
 
 /* One heatmap cell, cw columns wide. */
@@ -156,7 +156,7 @@ static void cell(ansi_ctx *c, float w, int masked, int cw) {
     }
     if (!isfinite(w)) { /* not a weight: say so rather than colour it */
         qkv__vb_repeat(&c->b, " ", cw - 1);
-        qkv__vb_putc(&c->b, '?');
+        qkv__buf_putc(&c->b, '?');
         return;
     }
     float t = scaled(c, w);
@@ -164,10 +164,10 @@ static void cell(ansi_ctx *c, float w, int masked, int cw) {
     if (c->v->color == QKV_VIZ_COLOR_NONE) {
         if (cw >= 3) { /* the number itself; a dot for < 0.5% */
             if (pct > 0)
-                qkv__vb_printf(&c->b, "%*d", cw, pct);
+                qkv__buf_printf(&c->b, "%*d", cw, pct);
             else {
                 qkv__vb_repeat(&c->b, " ", cw - 1);
-                qkv__vb_puts(&c->b, MIDDOT);
+                qkv__buf_puts(&c->b, MIDDOT);
             }
             return;
         }
@@ -181,11 +181,11 @@ static void cell(ansi_ctx *c, float w, int masked, int cw) {
     if (cw >= 3 && pct > 0) {
         static const uint8_t dark[3] = {16, 16, 16}, light[3] = {250, 250, 250};
         set_color(c, t > 0.62f ? dark : light, 0);
-        qkv__vb_printf(&c->b, "%*d", cw, pct);
+        qkv__buf_printf(&c->b, "%*d", cw, pct);
     } else {
         qkv__vb_repeat(&c->b, " ", cw);
     }
-    qkv__vb_puts(&c->b, RESET);
+    qkv__buf_puts(&c->b, RESET);
 }
 
 /* Key labels written downwards above the columns, `lines` characters at most (a longer
@@ -234,12 +234,12 @@ static void column_labels(ansi_ctx *c, int n_panels, int k_shown, int cw, int ga
                 if (lead > cw - w)
                     lead = cw - w;
                 qkv__vb_repeat(&c->b, " ", lead);
-                qkv__vb_put(&c->b, txt, txt_len);
+                qkv__buf_put(&c->b, txt, txt_len);
                 qkv__vb_repeat(&c->b, " ", cw - w - lead);
             }
         }
         style(c, RESET);
-        qkv__vb_putc(&c->b, '\n');
+        qkv__buf_putc(&c->b, '\n');
     }
 }
 
@@ -252,18 +252,18 @@ static void notes(ansi_ctx *c, const char *const *parts, int n_parts) {
         int w = qkv__viz_utf8_width(parts[k]);
         if (used > 0 && used + 3 + w > c->width) {
             style(c, RESET);
-            qkv__vb_putc(&c->b, '\n');
+            qkv__buf_putc(&c->b, '\n');
             style(c, DIM);
             used = 0;
         }
         if (used > 0) {
-            qkv__vb_puts(&c->b, " " MIDDOT " ");
+            qkv__buf_puts(&c->b, " " MIDDOT " ");
             used += 3;
         }
         used += qkv__vb_fit(&c->b, parts[k], c->width - used, 0);
     }
     style(c, RESET);
-    qkv__vb_putc(&c->b, '\n');
+    qkv__buf_putc(&c->b, '\n');
 }
 
 static void heatmaps(ansi_ctx *c, const int *panels, int np) {
@@ -314,7 +314,7 @@ static void heatmaps(ansi_ctx *c, const int *panels, int np) {
                 qkv__vb_fit(&c->b, name, k_shown * cw, p + 1 < count ? 1 : 0);
             }
             style(c, RESET);
-            qkv__vb_putc(&c->b, '\n');
+            qkv__buf_putc(&c->b, '\n');
         }
         column_labels(c, count, k_shown, cw, gap, lines);
         const float *m[64]; /* count <= per_band <= 64 */
@@ -333,10 +333,10 @@ static void heatmaps(ansi_ctx *c, const int *panels, int np) {
                 for (int j = 0; j < k_shown; j++)
                     cell(c, m[p][(size_t)i * n + j], qkv__viz_masked(c->d, c->v, i, j), cw);
             }
-            qkv__vb_putc(&c->b, '\n');
+            qkv__buf_putc(&c->b, '\n');
         }
         if (start + per_band < np)
-            qkv__vb_putc(&c->b, '\n');
+            qkv__buf_putc(&c->b, '\n');
     }
     const char *parts[4];
     int n_parts = 0;
@@ -352,15 +352,15 @@ static void heatmaps(ansi_ctx *c, const int *panels, int np) {
     notes(c, parts, n_parts);
     c->cw = cw;
     if (k_shown < n) {
-        qkv__vbuf cut = {0};
-        qkv__vb_printf(&cut,
-                       "(keys %d..%d not shown: the width is %d columns; try --width, "
-                       "--query I or --format svg)",
-                       k_shown, n - 1, c->width);
+        qkv__buf cut = {0};
+        qkv__buf_printf(&cut,
+                        "(keys %d..%d not shown: the width is %d columns; try --width, "
+                        "--query I or --format svg)",
+                        k_shown, n - 1, c->width);
         if (!cut.failed && cut.data)
             qkv__vb_fit(&c->b, cut.data, c->width, 0);
-        qkv__vb_putc(&c->b, '\n');
-        qkv__vb_free(&cut);
+        qkv__buf_putc(&c->b, '\n');
+        qkv__buf_free(&cut);
     }
 }
 
@@ -394,15 +394,15 @@ static void bars(ansi_ctx *c, const int *panels, int np) {
         else
             snprintf(name, sizeof name, "layer %d, head %d", layer, head);
         style(c, BOLD);
-        qkv__vbuf hdr = {0};
-        qkv__vb_printf(&hdr, "query %d ", q);
-        qkv__vb_puts(&hdr, c->lab.visible[q]);
-        qkv__vb_printf(&hdr, " attends to (%s):", name);
+        qkv__buf hdr = {0};
+        qkv__buf_printf(&hdr, "query %d ", q);
+        qkv__buf_puts(&hdr, c->lab.visible[q]);
+        qkv__buf_printf(&hdr, " attends to (%s):", name);
         if (!hdr.failed && hdr.data)
             qkv__vb_fit(&c->b, hdr.data, c->width, 0);
-        qkv__vb_free(&hdr);
+        qkv__buf_free(&hdr);
         style(c, RESET);
-        qkv__vb_putc(&c->b, '\n');
+        qkv__buf_putc(&c->b, '\n');
         int best = -1;
         for (int j = 0; j < n; j++)
             if (!qkv__viz_masked(c->d, c->v, q, j) && (best < 0 || row[j] > row[best]))
@@ -418,19 +418,19 @@ static void bars(ansi_ctx *c, const int *panels, int np) {
                 scale_color(c, 0.25f + 0.75f * t, 0); /* never darker than readable */
             }
             qkv__vb_repeat(&c->b, "\xE2\x96\x88", full); /* █ */
-            qkv__vb_puts(&c->b, part[rem]);
+            qkv__buf_puts(&c->b, part[rem]);
             style(c, RESET);
             qkv__vb_repeat(&c->b, " ", barw - full - (rem ? 1 : 0));
             if (j == best)
                 style(c, BOLD);
             /* 9 columns at most: " 0.4213"; odd numbers (not softmax weights) in %e */
             if (row[j] > -10.0f && row[j] < 100.0f)
-                qkv__vb_printf(&c->b, " %.4f", (double)row[j]);
+                qkv__buf_printf(&c->b, " %.4f", (double)row[j]);
             else
-                qkv__vb_printf(&c->b, row[j] < 0 ? " %.1e" : " %.2e", (double)row[j]);
+                qkv__buf_printf(&c->b, row[j] < 0 ? " %.1e" : " %.2e", (double)row[j]);
             if (j == best)
                 style(c, RESET);
-            qkv__vb_putc(&c->b, '\n');
+            qkv__buf_putc(&c->b, '\n');
         }
         char full[32];
         tick_label(full, sizeof full, c->vmax, c->vmax);
@@ -444,13 +444,13 @@ static void bars(ansi_ctx *c, const int *panels, int np) {
             if (row[j] > 0 && isfinite(row[j]))
                 ent -= row[j] * log2((double)row[j]);
         }
-        qkv__vbuf note = {0};
-        qkv__vb_printf(&note, "(a full bar is %s", full);
+        qkv__buf note = {0};
+        qkv__buf_printf(&note, "(a full bar is %s", full);
         if (c->d->causal && q + 1 < n)
-            qkv__vb_printf(&note, "; tokens %d..%d come later: masked by the causal mask", q + 1,
-                           n - 1);
-        qkv__vb_printf(&note, ")\nentropy %.2f bits, uniform over %d key%s: %.2f", ent, n_seen,
-                       n_seen == 1 ? "" : "s", n_seen > 0 ? log2((double)n_seen) : 0.0);
+            qkv__buf_printf(&note, "; tokens %d..%d come later: masked by the causal mask", q + 1,
+                            n - 1);
+        qkv__buf_printf(&note, ")\nentropy %.2f bits, uniform over %d key%s: %.2f", ent, n_seen,
+                        n_seen == 1 ? "" : "s", n_seen > 0 ? log2((double)n_seen) : 0.0);
         /* two lines, each fitted to the width */
         char *second = note.data && !note.failed ? strchr(note.data, '\n') : NULL;
         if (second) {
@@ -458,17 +458,17 @@ static void bars(ansi_ctx *c, const int *panels, int np) {
             style(c, DIM);
             qkv__vb_fit(&c->b, note.data, c->width, 0);
             style(c, RESET);
-            qkv__vb_putc(&c->b, '\n');
+            qkv__buf_putc(&c->b, '\n');
             style(c, DIM);
             qkv__vb_fit(&c->b, second, c->width, 0);
             style(c, RESET);
-            qkv__vb_putc(&c->b, '\n');
+            qkv__buf_putc(&c->b, '\n');
         } else {
             c->b.failed = 1;
         }
-        qkv__vb_free(&note);
+        qkv__buf_free(&note);
         if (p + 1 < np)
-            qkv__vb_putc(&c->b, '\n');
+            qkv__buf_putc(&c->b, '\n');
     }
 }
 
@@ -480,32 +480,32 @@ static void legend(ansi_ctx *c) {
         lb = 41;
     if (lb < 9)
         lb = 9;
-    qkv__vb_puts(&c->b, cap);
+    qkv__buf_puts(&c->b, cap);
     if (c->v->color == QKV_VIZ_COLOR_NONE) {
         char mx[32];
         tick_label(mx, sizeof mx, c->vmax, c->vmax);
-        qkv__vbuf t = {0};
+        qkv__buf t = {0};
         if (c->cw >= 3) { /* the cells are the numbers, as the note above says */
-            qkv__vb_free(&t);
+            qkv__buf_free(&t);
             return;
         }
-        qkv__vb_printf(&t,
-                       MIDDOT " <5%%  \xE2\x96\x91 <25%%  \xE2\x96\x92 <50%%  "
+        qkv__buf_printf(&t,
+                        MIDDOT " <5%%  \xE2\x96\x91 <25%%  \xE2\x96\x92 <50%%  "
                               "\xE2\x96\x93 <75%%  \xE2\x96\x88 >=75%% of %s",
-                       mx);
+                        mx);
         if (!t.failed && t.data)
             qkv__vb_fit(&c->b, t.data, c->width, 0);
-        qkv__vb_putc(&c->b, '\n');
-        qkv__vb_free(&t);
+        qkv__buf_putc(&c->b, '\n');
+        qkv__buf_free(&t);
         return;
     }
     for (int k = 0; k < lb; k++) {
         scale_color(c, (float)k / (float)(lb - 1), 1);
-        qkv__vb_putc(&c->b, ' ');
+        qkv__buf_putc(&c->b, ' ');
     }
-    qkv__vb_puts(&c->b, RESET);
+    qkv__buf_puts(&c->b, RESET);
     int room = c->width - (int)strlen(cap) - lb;
-    qkv__vb_puts(&c->b, room >= 17 ? " attention weight\n" : room >= 7 ? " weight\n" : "\n");
+    qkv__buf_puts(&c->b, room >= 17 ? " attention weight\n" : room >= 7 ? " weight\n" : "\n");
     /* ticks: labels start under their position, the last one ends under the bar's end */
     char line[256];
     memset(line, ' ', sizeof line);
@@ -526,18 +526,18 @@ static void legend(ansi_ctx *c) {
         used = pos + w + 1;
     }
     qkv__vb_repeat(&c->b, " ", (int)strlen(cap));
-    qkv__vb_put(&c->b, line, (size_t)(used > 0 ? used - 1 : 0));
-    qkv__vb_putc(&c->b, '\n');
+    qkv__buf_put(&c->b, line, (size_t)(used > 0 ? used - 1 : 0));
+    qkv__buf_putc(&c->b, '\n');
 }
 
 static void predictions(ansi_ctx *c) {
     const qkv_viz_data *d = c->d;
     if (d->n_top <= 0)
         return;
-    qkv__vbuf t = {0};
-    qkv__vb_puts(&t, "next token after \"");
-    qkv__vb_puts(&t, c->lab.visible[d->n_tokens - 1]);
-    qkv__vb_puts(&t, "\":");
+    qkv__buf t = {0};
+    qkv__buf_puts(&t, "next token after \"");
+    qkv__buf_puts(&t, c->lab.visible[d->n_tokens - 1]);
+    qkv__buf_puts(&t, "\":");
     for (int k = 0; k < d->n_top; k++) {
         char *lbl = NULL;
         size_t tl = d->top_bytes[k] ? d->top_len[k] : 0;
@@ -545,15 +545,15 @@ static void predictions(ansi_ctx *c) {
             t.failed = 1;
             break;
         }
-        qkv__vb_printf(&t, "%s%s %.1f%%", k ? ",  " : "  ", lbl, 100.0 * d->top_probs[k]);
+        qkv__buf_printf(&t, "%s%s %.1f%%", k ? ",  " : "  ", lbl, 100.0 * d->top_probs[k]);
         free(lbl);
     }
     if (!t.failed && t.data)
         qkv__vb_fit(&c->b, t.data, c->width, 0);
     else
         c->b.failed = 1;
-    qkv__vb_putc(&c->b, '\n');
-    qkv__vb_free(&t);
+    qkv__buf_putc(&c->b, '\n');
+    qkv__buf_free(&t);
 }
 
 qkv_status qkv_viz_ansi(const qkv_viz_data *d, const qkv_viz_view *v, char **out, size_t *len) {
@@ -604,9 +604,9 @@ qkv_status qkv_viz_ansi(const qkv_viz_data *d, const qkv_viz_view *v, char **out
         legend(&c);
     }
     predictions(&c);
-    st = qkv__vb_finish(&c.b, out, len, "terminal view");
+    st = qkv__buf_finish(&c.b, out, len, "terminal view");
 done:
-    qkv__vb_free(&c.b);
+    qkv__buf_free(&c.b);
     free(c.scratch);
     free(panels);
     qkv__viz_labels_free(&c.lab);

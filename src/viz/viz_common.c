@@ -1,110 +1,22 @@
-/* viz_common.c -- what every attention view shares: the output buffer, strict UTF-8
- * decoding, safe token labels, the colour scale, validation of a view against its data,
+/* viz_common.c -- what every attention view shares: repeated output, terminal widths of
+ * UTF-8, safe token labels, the colour scale, validation of a view against its data,
  * and matrix access (one head or the mean of a layer's heads). */
 #include "viz/viz_internal.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
 /* ---------------------------------------------------------------------------------------
- * Output buffer
+ * Output (into a qkv__buf, src/common/buf.c)
  * ------------------------------------------------------------------------------------- */
 
-static int vb_reserve(qkv__vbuf *b, size_t extra) {
-    if (b->failed)
-        return 0;
-    size_t need;
-    if (!qkv__add_size(b->len, extra, &need) || !qkv__add_size(need, 1, &need)) {
-        b->failed = 1;
-        return 0;
-    }
-    if (need <= b->cap)
-        return 1;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < need) {
-        if (cap > SIZE_MAX / 2) {
-            cap = need;
-            break;
-        }
-        cap *= 2;
-    }
-    char *p = realloc(b->data, cap);
-    if (!p) {
-        b->failed = 1;
-        return 0;
-    }
-    b->data = p;
-    b->cap = cap;
-    return 1;
-}
-
-void qkv__vb_put(qkv__vbuf *b, const void *s, size_t n) {
-    if (!n || !vb_reserve(b, n))
-        return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void qkv__vb_puts(qkv__vbuf *b, const char *s) {
-    qkv__vb_put(b, s, strlen(s));
-}
-
-void qkv__vb_putc(qkv__vbuf *b, char c) {
-    qkv__vb_put(b, &c, 1);
-}
-
-void qkv__vb_repeat(qkv__vbuf *b, const char *s, int times) {
+void qkv__vb_repeat(qkv__buf *b, const char *s, int times) {
     size_t n = strlen(s);
     for (int i = 0; i < times; i++)
-        qkv__vb_put(b, s, n);
-}
-
-void qkv__vb_printf(qkv__vbuf *b, const char *fmt, ...) {
-    char small[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = 1;
-        return;
-    }
-    if ((size_t)n < sizeof small) {
-        qkv__vb_put(b, small, (size_t)n);
-        return;
-    }
-    if (!vb_reserve(b, (size_t)n))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-qkv_status qkv__vb_finish(qkv__vbuf *b, char **out, size_t *len, const char *what) {
-    if (!b->failed && !b->data && vb_reserve(b, 0))
-        b->data[0] = '\0'; /* "" is a string too */
-    if (b->failed) {
-        qkv__vb_free(b);
-        return qkv__fail(QKV_ENOMEM, "%s: out of memory building the output", what);
-    }
-    *out = b->data;
-    if (len)
-        *len = b->len;
-    b->data = NULL;
-    b->len = b->cap = 0;
-    return QKV_OK;
-}
-
-void qkv__vb_free(qkv__vbuf *b) {
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
+        qkv__buf_put(b, s, n);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -135,7 +47,7 @@ int qkv__viz_utf8_width(const char *s) {
     return w;
 }
 
-int qkv__vb_fit(qkv__vbuf *b, const char *s, int max_cols, int pad) {
+int qkv__vb_fit(qkv__buf *b, const char *s, int max_cols, int pad) {
     if (max_cols <= 0)
         return 0;
     int total = qkv__viz_utf8_width(s);
@@ -158,16 +70,16 @@ int qkv__vb_fit(qkv__vbuf *b, const char *s, int max_cols, int pad) {
         if (used + w > budget)
             break;
         if (k == 1 && cp == '?' && *p != '?')
-            qkv__vb_putc(b, '?');
+            qkv__buf_putc(b, '?');
         else
-            qkv__vb_put(b, p, (size_t)k);
+            qkv__buf_put(b, p, (size_t)k);
         used += w;
         p += k;
         n -= (size_t)k;
     }
     cols += used;
     if (total > max_cols) {
-        qkv__vb_puts(b, "\xE2\x80\xA6"); /* … */
+        qkv__buf_puts(b, "\xE2\x80\xA6"); /* … */
         cols++;
     }
     if (pad > 0 && cols < max_cols) {
@@ -196,7 +108,7 @@ qkv_status qkv_viz_label(const char *bytes, size_t len, int flags, char **out) {
     *out = NULL;
     if (!bytes && len)
         return qkv__fail(QKV_EINVAL, "qkv_viz_label: bytes is NULL");
-    qkv__vbuf b = {0};
+    qkv__buf b = {0};
     const unsigned char *s = (const unsigned char *)bytes;
     size_t i = 0;
     while (i < len) {
@@ -204,30 +116,30 @@ qkv_status qkv_viz_label(const char *bytes, size_t len, int flags, char **out) {
         int k = (int)qkv__utf8_decode((const uint8_t *)s + i, len - i, &cp);
         if (!k) {
             if (flags & QKV_VIZ_LABEL_LOSSY)
-                qkv__vb_puts(&b, "\xEF\xBF\xBD"); /* U+FFFD */
+                qkv__buf_puts(&b, "\xEF\xBF\xBD"); /* U+FFFD */
             else
-                qkv__vb_printf(&b, "\\x%02x", s[i]);
+                qkv__buf_printf(&b, "\\x%02x", s[i]);
             i++;
             continue;
         }
         if (cp == ' ' && (flags & QKV_VIZ_LABEL_SPACES))
-            qkv__vb_puts(&b, "\xC2\xB7"); /* · */
+            qkv__buf_puts(&b, "\xC2\xB7"); /* · */
         else if (cp == '\n' && (flags & QKV_VIZ_LABEL_BREAKS))
-            qkv__vb_puts(&b, "\xE2\x86\xB5"); /* ↵ */
+            qkv__buf_puts(&b, "\xE2\x86\xB5"); /* ↵ */
         else if (cp == '\t' && (flags & QKV_VIZ_LABEL_BREAKS))
-            qkv__vb_puts(&b, "\xE2\x87\xA5"); /* ⇥ */
+            qkv__buf_puts(&b, "\xE2\x87\xA5"); /* ⇥ */
         else if (cp == '\r' && (flags & QKV_VIZ_LABEL_BREAKS))
-            qkv__vb_puts(&b, "\xE2\x90\x8D"); /* ␍ */
+            qkv__buf_puts(&b, "\xE2\x90\x8D"); /* ␍ */
         else if (!(flags & QKV_VIZ_LABEL_LOSSY) && cp_unsafe(cp)) {
             if (cp < 0x80)
-                qkv__vb_printf(&b, "\\x%02x", (unsigned)cp);
+                qkv__buf_printf(&b, "\\x%02x", (unsigned)cp);
             else
-                qkv__vb_printf(&b, "\\u%04x", (unsigned)cp);
+                qkv__buf_printf(&b, "\\u%04x", (unsigned)cp);
         } else
-            qkv__vb_put(&b, s + i, (size_t)k);
+            qkv__buf_put(&b, s + i, (size_t)k);
         i += (size_t)k;
     }
-    return qkv__vb_finish(&b, out, NULL, "token label");
+    return qkv__buf_finish(&b, out, NULL, "token label");
 }
 
 qkv_status qkv__viz_labels_make(const qkv_viz_data *d, qkv__viz_labels *lab) {

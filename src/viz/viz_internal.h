@@ -1,6 +1,6 @@
-/* viz_internal.h -- private to src/viz: a growable output buffer, UTF-8 helpers, the
- * per-token labels every renderer shares, and matrix access (one head, or the mean of a
- * layer's heads). Shape letters as in qkv.h: L layers, H heads, N tokens. */
+/* viz_internal.h -- private to src/viz: UTF-8 helpers, the per-token labels every renderer
+ * shares, and matrix access (one head, or the mean of a layer's heads). Shape letters as in
+ * qkv.h: L layers, H heads, N tokens. */
 #ifndef QKV_VIZ_INTERNAL_H
 #define QKV_VIZ_INTERNAL_H
 
@@ -8,22 +8,10 @@
 
 #include <stdint.h>
 
-/* ---- growable output buffer: appends never fail loudly; `failed` is checked once at the
- * end (qkv__vb_finish), so renderers read as straight-line code. */
-typedef struct qkv__vbuf {
-    char *data;
-    size_t len, cap;
-    int failed;
-} qkv__vbuf;
-
-void qkv__vb_put(qkv__vbuf *b, const void *s, size_t n);
-void qkv__vb_puts(qkv__vbuf *b, const char *s);
-void qkv__vb_putc(qkv__vbuf *b, char c);
-void qkv__vb_repeat(qkv__vbuf *b, const char *s, int times);
-void qkv__vb_printf(qkv__vbuf *b, const char *fmt, ...) QKV__PRINTF(2, 3);
-/* Hands the NUL-terminated buffer to the caller, or frees it and fails with QKV_ENOMEM. */
-qkv_status qkv__vb_finish(qkv__vbuf *b, char **out, size_t *len, const char *what);
-void qkv__vb_free(qkv__vbuf *b);
+/* Output goes into a qkv__buf (src/common/buf.c): appends never fail loudly, and failed is
+ * checked once at the end (qkv__buf_finish), so renderers read as straight-line code. */
+/* Appends s `times` times (none when times <= 0). */
+void qkv__vb_repeat(qkv__buf *b, const char *s, int times);
 
 /* UTF-8 is decoded by qkv__utf8_decode (src/common/utf8.c), the one decoder. */
 /* Terminal columns of one code point (0 for combining and control characters). */
@@ -32,7 +20,7 @@ int qkv__viz_utf8_cp_width(uint32_t cp);
 int qkv__viz_utf8_width(const char *s);
 /* Appends s cut to at most max_cols columns ('…' marks a cut), padded with spaces to
  * exactly max_cols when pad (right-aligned when pad < 0). Returns the columns written. */
-int qkv__vb_fit(qkv__vbuf *b, const char *s, int max_cols, int pad);
+int qkv__vb_fit(qkv__buf *b, const char *s, int max_cols, int pad);
 
 /* The labels of a sentence, computed once per render. */
 typedef struct qkv__viz_labels {

@@ -105,11 +105,11 @@ static void text(canvas *c, float fx, float fy, const char *s, const uint8_t rgb
 /* A label cut to cols glyphs (ASCII '…' kept by the font). */
 static void label_text(canvas *c, float x, float y, const char *s, int cols, const uint8_t rgb[3],
                        int rotated, int right_align, int bold) {
-    qkv__vbuf t = {0};
+    qkv__buf t = {0};
     /* the font draws one column per code point: cut by code points, not terminal width */
     int total = text_len(s);
     if (total <= cols) {
-        qkv__vb_puts(&t, s);
+        qkv__buf_puts(&t, s);
     } else {
         const unsigned char *p = (const unsigned char *)s;
         int kept = 0;
@@ -117,11 +117,11 @@ static void label_text(canvas *c, float x, float y, const char *s, int cols, con
             const unsigned char *q = p + 1;
             while (*q && (*q & 0xC0) == 0x80)
                 q++;
-            qkv__vb_put(&t, p, (size_t)(q - p));
+            qkv__buf_put(&t, p, (size_t)(q - p));
             p = q;
             kept++;
         }
-        qkv__vb_puts(&t, "\xE2\x80\xA6");
+        qkv__buf_puts(&t, "\xE2\x80\xA6");
     }
     if (t.data) {
         float w = (float)(text_len(t.data) * QKV__FONT_W);
@@ -129,7 +129,7 @@ static void label_text(canvas *c, float x, float y, const char *s, int cols, con
             x -= w;
         text(c, x, y, t.data, rgb, rotated, bold);
     }
-    qkv__vb_free(&t);
+    qkv__buf_free(&t);
 }
 
 /* ---- PNG writer --------------------------------------------------------------------- */
@@ -149,18 +149,18 @@ static uint32_t crc_update(const uint32_t table[256], uint32_t crc, const uint8_
     return crc;
 }
 
-static void put_be32(qkv__vbuf *b, uint32_t x) {
+static void put_be32(qkv__buf *b, uint32_t x) {
     uint8_t v[4] = {(uint8_t)(x >> 24), (uint8_t)(x >> 16), (uint8_t)(x >> 8), (uint8_t)x};
-    qkv__vb_put(b, v, 4);
+    qkv__buf_put(b, v, 4);
 }
 
 /* Appends a chunk: length, type, data, CRC over type + data. */
-static void chunk(qkv__vbuf *b, const uint32_t crc_table[256], const char type[4],
+static void chunk(qkv__buf *b, const uint32_t crc_table[256], const char type[4],
                   const uint8_t *data, size_t len) {
     put_be32(b, (uint32_t)len);
     size_t at = b->len;
-    qkv__vb_put(b, type, 4);
-    qkv__vb_put(b, data, len);
+    qkv__buf_put(b, type, 4);
+    qkv__buf_put(b, data, len);
     if (b->failed)
         return;
     put_be32(b, crc_update(crc_table, 0xFFFFFFFFu, (const uint8_t *)b->data + at, len + 4) ^
@@ -288,11 +288,11 @@ static qkv_status zlib_compress(const uint8_t *raw, size_t n, size_t row, uint8_
     return QKV_OK;
 }
 
-static qkv_status png_encode(const canvas *c, qkv__vbuf *b) {
+static qkv_status png_encode(const canvas *c, qkv__buf *b) {
     static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
     uint32_t crc_table[256];
     crc_init(crc_table);
-    qkv__vb_put(b, sig, 8);
+    qkv__buf_put(b, sig, 8);
     uint8_t ihdr[13] = {0};
     for (int k = 0; k < 4; k++) {
         ihdr[k] = (uint8_t)((uint32_t)c->w >> (24 - 8 * k));
@@ -384,13 +384,13 @@ void qkv__canvas_text(qkv__canvas *c, float x, float y, const char *s, const uin
 }
 
 qkv_status qkv__canvas_png(const qkv__canvas *c, char **out, size_t *len) {
-    qkv__vbuf b = {0};
+    qkv__buf b = {0};
     qkv_status st = png_encode(c, &b);
     if (st) {
-        qkv__vb_free(&b);
+        qkv__buf_free(&b);
         return st;
     }
-    return qkv__vb_finish(&b, out, len, "canvas PNG");
+    return qkv__buf_finish(&b, out, len, "canvas PNG");
 }
 
 /* ---- the picture --------------------------------------------------------------------- */
@@ -405,7 +405,7 @@ qkv_status qkv_viz_png(const qkv_viz_data *d, const qkv_viz_view *v, char **out,
     int n = d->n_tokens;
     char *name = NULL;
     canvas cv = {0, 0, NULL};
-    qkv__vbuf b = {0};
+    qkv__buf b = {0};
     const char *mn = qkv__viz_model_name(d);
     if ((st = qkv_viz_label(mn, strlen(mn), 0, &name)))
         goto done;
@@ -551,9 +551,9 @@ qkv_status qkv_viz_png(const qkv_viz_data *d, const qkv_viz_view *v, char **out,
 
     if ((st = png_encode(&cv, &b)))
         goto done;
-    st = qkv__vb_finish(&b, out, len, "PNG view");
+    st = qkv__buf_finish(&b, out, len, "PNG view");
 done:
-    qkv__vb_free(&b);
+    qkv__buf_free(&b);
     free(cv.px);
     free(name);
     free(scratch);
