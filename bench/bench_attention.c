@@ -3,7 +3,7 @@
  * and against NumPy and PyTorch on the same shapes, in the same run.
  *
  *   qkv bench attention [--quick] [--sizes 128,512,...] [--threads N] [--budget SEC]
- *                       [--no-peers] [--no-decode] [--json FILE]
+ *                       [--no-peers] [--no-decode] [--no-bf16] [--json FILE]
  *
  * Shapes: B=1, H=12, d=64, Nq = Nk = N, causal and not. FLOPs: forward 4*B*H*N^2*d (half
  * when causal, whatever an implementation computes), backward 2.5x forward, so
@@ -12,6 +12,12 @@
  * reference (sampled rows) before it is timed. Times are the best of repeated calls within
  * a time budget (the machine is shared; the best call is the least disturbed one).
  * Peers run in bench/peers/attention_peers.py with OPENBLAS_CORETYPE=SkylakeX.
+ *
+ * The BF16 forward (qkv_attention_forward_bf16, where the CPU has AVX512_BF16) gets its own
+ * column next to the float32 forward: checked on sampled rows against the float64 reference
+ * within its stated bound (include/qkv.h), then timed in alternation with the float32 forward
+ * (call for call, so both see the same machine), best of each; the ratio is printed and in
+ * the JSON (bf16_ms, bf16_speedup, and the same on 1 thread in CPU time).
  */
 #include "cli/cli.h"
 
@@ -171,6 +177,54 @@ static int check_rows(const qkv_attn_desc *d, const float *q, const float *k, co
     return 0;
 }
 
+/* The BF16 forward's sampled rows against the float64 reference within its bound
+ * (include/qkv.h; u = 2^-8): per row ds = (2u + u^2) * scale * max_j sum_c |q_c k_jc|, out
+ * within (exp(2 ds) - 1 + 2u) max|v| + 2e-5, lse within ds + 2e-5 (1 + |lse|). Returns 0
+ * when all agree; *worst gets the largest error over the bound (<= 1 passes). */
+static int check_rows_bf16(const qkv_attn_desc *d, const float *q, const float *k, const float *v,
+                           const float *out, const float *lse, double *worst_out) {
+    const int N = d->n_q;
+    const double u = 1.0 / 256.0, sc = 1.0 / sqrt((double)D);
+    int rows[5] = {0, 1, N / 3, N / 2 + 1, N - 1};
+    double worst = 0.0;
+    for (int hi = 0; hi < 2; hi++) {
+        int h = hi ? H - 1 : 0;
+        for (int r = 0; r < 5; r++) {
+            int i = rows[r] < N ? rows[r] : N - 1;
+            int nk = d->causal ? i + 1 : N;
+            qkv_attn_desc one;
+            qkv_attn_desc_init(&one, 1, 1, 1, 1, nk, D);
+            size_t qo = ((size_t)h * N + (size_t)i) * D, ko = (size_t)h * N * D;
+            float o[D], l;
+            if (qkv_attention_forward_ref(&one, q + qo, k + ko, v + ko, o, &l, NULL)) return 1;
+            double ds = 0.0, vmax = 0.0;
+            for (int j = 0; j < nk; j++) {
+                double a = 0.0;
+                for (int c = 0; c < D; c++) {
+                    a += fabs((double)q[qo + c] * k[ko + (size_t)j * D + c]);
+                    vmax = fabs(v[ko + (size_t)j * D + c]) > vmax ? fabs(v[ko + (size_t)j * D + c]) : vmax;
+                }
+                ds = a > ds ? a : ds;
+            }
+            ds *= (2.0 * u + u * u) * sc;
+            double tol_o = expm1(2.0 * ds) * vmax + 2.0 * u * vmax + 2e-5;
+            double e = fabs(lse[(size_t)h * N + i] - l) / (ds + 2e-5 * (1.0 + fabs(l)));
+            if (!(e <= worst)) worst = e;
+            for (int c = 0; c < D; c++) {
+                e = fabs(out[qo + c] - o[c]) / tol_o;
+                if (!(e <= worst)) worst = e;
+            }
+        }
+    }
+    *worst_out = worst;
+    if (!(worst <= 1.0)) {
+        fprintf(stderr, "bench attention: bf16 N=%d causal=%d: a sampled row is %.3g times its error bound away "
+                        "from the reference; not timing a wrong kernel\n", N, d->causal, worst);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- timing ------------------------------------------------------------------------------------ */
 
 typedef struct bufs {
@@ -207,6 +261,29 @@ static double time_pass(const qkv_attn_desc *d, bufs *b, int with_bwd, double bu
     }
     *cpu = best_cpu;
     return best;
+}
+
+/* The float32 and the BF16 forward called in alternation within the budget (at least 3 calls
+ * each): the best wall seconds of each into *s32, *s16, and the least CPU seconds into *c32,
+ * *c16. Returns nonzero on a failed call. */
+static int time_fwd_pair(const qkv_attn_desc *d, bufs *b, double budget, double *s32, double *s16,
+                         double *c32, double *c16) {
+    double spent = 0.0;
+    *s32 = *s16 = *c32 = *c16 = INFINITY;
+    for (int n = 0; n < 100 && (n < 3 || spent < budget); n++)
+        for (int which = 0; which < 2; which++) {
+            double c = cpu_seconds(), t = qkv__now();
+            qkv_status st = which ? qkv_attention_forward_bf16(d, b->q, b->k, b->v, b->out, b->lse)
+                                  : qkv_attention_forward(d, b->q, b->k, b->v, b->out, b->lse, NULL);
+            if (st) return 1;
+            t = qkv__now() - t;
+            c = cpu_seconds() - c;
+            spent += t;
+            double *s = which ? s16 : s32, *cc = which ? c16 : c32;
+            if (t < *s) *s = t;
+            if (c < *cc) *cc = c;
+        }
+    return 0;
 }
 
 static double load_average(void) {
@@ -319,11 +396,15 @@ typedef struct result {
     double gflop;
     double np_ms, torch_ms;
     const char *torch_which;
+    /* the BF16 forward (fwd rows, where available): best wall seconds of it and of the
+     * float32 forward timed in alternation with it, on all threads; CPU seconds on 1 thread */
+    int has_bf16;
+    double bf16_s, bf16_fp32_s, bf16_cpu1, bf16_fp32_cpu1, bf16_check;
 } result;
 
 int qkv__bench_attention(int argc, char **argv) {
     int sizes[MAX_SIZES] = {128, 512, 1024, 2048, 4096, 16384}, n_sizes = 6;
-    int threads = qkv_get_threads(), peers = 1, decode = 1;
+    int threads = qkv_get_threads(), peers = 1, decode = 1, bf16 = 1;
     double budget = 0.3;
     const char *json_path = NULL;
     for (int i = 1; i < argc; i++) {
@@ -357,12 +438,14 @@ int qkv__bench_attention(int argc, char **argv) {
             peers = 0;
         } else if (!strcmp(a, "--no-decode")) {
             decode = 0;
+        } else if (!strcmp(a, "--no-bf16")) {
+            bf16 = 0;
         } else if (!strcmp(a, "--json") && i + 1 < argc) {
             json_path = argv[++i];
         } else {
             int help = !strcmp(a, "--help") || !strcmp(a, "-h");
             fprintf(help ? stdout : stderr, "usage: qkv bench attention [--quick] [--sizes 128,512,...] [--threads N] "
-                            "[--budget SEC] [--no-peers] [--no-decode] [--json FILE]\n");
+                            "[--budget SEC] [--no-peers] [--no-decode] [--no-bf16] [--json FILE]\n");
             return help ? 0 : qkv__cli_usage_error("bench attention", "unknown option or missing value '%s'", a);
         }
     }
@@ -376,6 +459,18 @@ int qkv__bench_attention(int argc, char **argv) {
            D, qkv_simd_name(), threads);
     printf("measured peak (%s): %.1f GFLOP/s on 1 thread (CPU time), %.1f on %d (wall clock)%s\n", isa, peak1,
            peakN_measured, threads, busy && threads > 1 ? "; the machine is busy: using threads x 1-thread peak" : "");
+    if (bf16) { /* available: AVX512_BF16 on the CPU and the avx512 path in use */
+        qkv_attn_desc probe;
+        float z[8] = {0};
+        qkv_attn_desc_init(&probe, 1, 1, 1, 1, 1, 8);
+        if (qkv_attention_forward_bf16(&probe, z, z, z, z, NULL) != QKV_OK) {
+            printf("bf16 forward: not measured (%s)\n", qkv_last_error());
+            bf16 = 0;
+        } else {
+            printf("bf16 forward (AVX512_BF16 dot products, float32 softmax): timed against the float32 forward "
+                   "call for call\n");
+        }
+    }
     double load0 = load_average();
     printf("load average at start: %.2f on %d cores (other tenants' work slows the wall-clock columns; the\n"
            "1-thread %% column uses CPU time and is not affected)\n", load0, (int)sysconf(_SC_NPROCESSORS_ONLN));
@@ -427,6 +522,25 @@ int qkv__bench_attention(int argc, char **argv) {
                        causal ? "causal" : "full", bwd ? "fwd+bwd" : "fwd", r->s_all * 1e3,
                        r->gflop / r->s_all, 100.0 * r->gflop / r->s_all / peakN);
                 fflush(stdout);
+                if (bf16 && !bwd) {
+                    double c32a, c16a, s32b, s16b;
+                    qkv_set_threads(threads);
+                    if (qkv_attention_forward_bf16(&d, b.q, b.k, b.v, b.out, b.lse) ||
+                        check_rows_bf16(&d, b.q, b.k, b.v, b.out, b.lse, &r->bf16_check) ||
+                        time_fwd_pair(&d, &b, budget, &r->bf16_fp32_s, &r->bf16_s, &c32a, &c16a)) {
+                        fprintf(stderr, "bench attention: bf16 N=%d causal=%d failed: %s\n", N, causal, qkv_last_error());
+                        return 1;
+                    }
+                    qkv_set_threads(1);
+                    if (time_fwd_pair(&d, &b, budget, &s32b, &s16b, &r->bf16_fp32_cpu1, &r->bf16_cpu1)) return 1;
+                    r->has_bf16 = 1;
+                    printf("  N=%-6d %-7s %-8s %9.2f ms  %6.1f GFLOP/s  (float32 %.2f ms call for call: %.2fx; "
+                           "1 thread, CPU time: %.2fx; error %.2g of its bound)\n",
+                           N, causal ? "causal" : "full", "bf16 fwd", r->bf16_s * 1e3, r->gflop / r->bf16_s,
+                           r->bf16_fp32_s * 1e3, r->bf16_fp32_s / r->bf16_s, r->bf16_fp32_cpu1 / r->bf16_cpu1,
+                           r->bf16_check);
+                    fflush(stdout);
+                }
             }
         }
         qkv_set_threads(0);
@@ -471,9 +585,10 @@ int qkv__bench_attention(int argc, char **argv) {
         printf("\n1 thread: all times below (qkv, NumPy, PyTorch) are CPU times of single-threaded runs, which\n"
                "other tenants of a shared machine do not inflate.\n");
     printf("\n| N | mask | pass | qkv ms (%d thr) | GFLOP/s | %% of peak | 1 thread GFLOP/s | "
-           "1 thread %% of peak (CPU time) | NumPy ms | qkv speedup | PyTorch ms | qkv speedup |\n",
+           "1 thread %% of peak (CPU time) | NumPy ms | qkv speedup | PyTorch ms | qkv speedup | bf16 ms | "
+           "bf16 vs fp32 | bf16 vs fp32, 1 thread CPU |\n",
            threads);
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     if (threads == 1) /* one thread: every time in the table is CPU time, ours and the peers' */
         for (int i = 0; i < n_res; i++) res[i].s_all = res[i].s_one = res[i].cpu_one;
     for (int i = 0; i < n_res; i++) {
@@ -487,15 +602,22 @@ int qkv__bench_attention(int argc, char **argv) {
             snprintf(tc, sizeof tc, "%.2f", r->torch_ms);
             snprintf(tcx, sizeof tcx, "%.1fx", r->torch_ms / (r->s_all * 1e3));
         }
-        printf("| %d | %s | %s | %.2f | %.1f | %.0f%% | %.1f | %.0f%% | %s | %s | %s | %s |\n", r->n,
+        char b16[24] = "-", b16x[24] = "-", b16c[24] = "-";
+        if (r->has_bf16) {
+            snprintf(b16, sizeof b16, "%.2f", r->bf16_s * 1e3);
+            snprintf(b16x, sizeof b16x, "%.2fx", r->bf16_fp32_s / r->bf16_s);
+            snprintf(b16c, sizeof b16c, "%.2fx", r->bf16_fp32_cpu1 / r->bf16_cpu1);
+        }
+        printf("| %d | %s | %s | %.2f | %.1f | %.0f%% | %.1f | %.0f%% | %s | %s | %s | %s | %s | %s | %s |\n", r->n,
                r->causal ? "causal" : "none", r->bwd ? "fwd+bwd" : "fwd", r->s_all * 1e3, r->gflop / r->s_all,
                100.0 * r->gflop / r->s_all / peakN, r->gflop / r->s_one,
                100.0 * r->gflop / r->cpu_one / peak1, np,
-               npx, tc, tcx);
+               npx, tc, tcx, b16, b16x, b16c);
     }
     printf("(%% of peak: wall clock against the all-thread peak. 1 thread %% of peak: FLOPs per CPU-second of the\n"
            "one thread against the 1-thread peak, which other tenants' load does not distort. NumPy has no autograd: forward only. PyTorch: the faster of its private _scaled_dot_product_attention "
-           "and the explicit formula. OpenBLAS core: %s.)\n", core);
+           "and the explicit formula. OpenBLAS core: %s. bf16: the BF16 forward and the float32 one timed call for call, best of each; "
+           "its error bound is in include/qkv.h.)\n", core);
 
     /* decoding: one query per head against a KV cache, bound by memory bandwidth */
     double bw1 = 0, bwN = 0;
@@ -550,6 +672,11 @@ int qkv__bench_attention(int argc, char **argv) {
                     r->gflop / r->s_all / peakN, r->s_one * 1e3, r->gflop / r->s_one, r->gflop / r->cpu_one / peak1);
             if (!isnan(r->np_ms)) fprintf(f, ", \"numpy_ms\": %.4f", r->np_ms);
             if (!isnan(r->torch_ms)) fprintf(f, ", \"torch_ms\": %.4f, \"torch_variant\": \"%s\"", r->torch_ms, r->torch_which);
+            if (r->has_bf16)
+                fprintf(f, ", \"bf16_ms\": %.4f, \"bf16_fp32_ms\": %.4f, \"bf16_speedup\": %.3f, \"bf16_cpu_ms_1thread\": %.4f, "
+                           "\"bf16_fp32_cpu_ms_1thread\": %.4f, \"bf16_speedup_1thread_cpu\": %.3f, \"bf16_error_vs_bound\": %.3f",
+                        r->bf16_s * 1e3, r->bf16_fp32_s * 1e3, r->bf16_fp32_s / r->bf16_s, r->bf16_cpu1 * 1e3,
+                        r->bf16_fp32_cpu1 * 1e3, r->bf16_fp32_cpu1 / r->bf16_cpu1, r->bf16_check);
             fprintf(f, "}%s\n", i + 1 < n_res ? "," : "");
         }
         fprintf(f, " ],\n \"decode\": {\"read_gbs_1thread\": %.2f, \"read_gbs\": %.2f, \"rows\": [", bw1, bwN);

@@ -13,8 +13,11 @@
  *   finite differences (double perturbation through the reference): 1e-3 relative.
  *   non-finite inputs (NaN, inf, logits that overflow float32): the same NaN and inf
  *                     elements as the reference, finite ones within the tolerances above.
+ *   the BF16 forward  (qkv_attention_forward_bf16, skipped without AVX512_BF16): bounds
+ *                     derived from bf16 rounding, stated at its tests below.
  */
 #include "qkv.h"
+#include "qkv_internal.h" /* qkv__f32_to_bf16: the BF16 tests round inputs as the kernel does */
 #include "test.h"
 
 #include <math.h>
@@ -798,6 +801,329 @@ static void nonfinite_inputs(void) {
     nf_decode();
 }
 
+/* ---- the BF16 forward (qkv_attention_forward_bf16) ------------------------------------------
+ *
+ * On the avx512 path (the only one it runs on), 1 and 2 threads; skipped, saying so, on a CPU
+ * without AVX512_BF16. Inputs uniform in [-1, 1]; u = 2^-8 (bf16's rounding), s = |scale /
+ * temperature|, V = max |v|. The kernel rounds q, k, v and P to bf16 and accumulates in float32,
+ * so (include/qkv.h):
+ *   against the float64 reference on bf16-rounded q, k, v (qkv__f32_to_bf16):
+ *     lse  |bf16 - ref| <= 2e-5 (1 + |ref|)         only float32 rounding differs
+ *     out  |bf16 - ref| <= u V + 2e-5               P rounded for P.V (weights within u)
+ *   against the float64 reference on the float inputs, row by row, with
+ *   ds = (2u + u^2) s max_j sum_c |q_c k_jc| over the keys j the row sees (each logit's move):
+ *     lse  |bf16 - ref| <= ds + 2e-5 (1 + |ref|)
+ *     out  |bf16 - ref| <= (exp(2 ds) - 1 + 2u) V + 2e-5
+ * and the non-finite policy of the float32 path, NaN for NaN (finite values within 0.05).
+ * (The hardware conversion also flushes subnormals to 0, which uniform inputs never hold.) */
+
+#define BF16_U (1.0 / 256.0)
+
+static long n_bf16_cases;
+static double bf16_worst[4]; /* out, lse vs the bf16-input reference; out, lse vs the exact one */
+static double bf16_ratio[2]; /* the largest out error / its bound: bf16-input, exact reference */
+
+static float bf16_round(float x) { return qkv__bf16_to_f32(qkv__f32_to_bf16(x)); }
+
+static float *bf16_copy(const float *x, size_t n) {
+    float *r = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) r[i] = bf16_round(x[i]);
+    return r;
+}
+
+static int bf16_visible(const qkv_attn_desc *d, int b, int i) {
+    int n = d->kv_len ? d->kv_len[b] : d->n_k;
+    if (d->causal) {
+        long lim = (long)i + (d->n_k - d->n_q) + 1;
+        if (lim < 0) lim = 0;
+        if (lim < n) n = (int)lim;
+    }
+    return n;
+}
+
+/* c through qkv_attention_forward_bf16 and the reference twice (bf16-rounded and float inputs);
+ * FAILs with the case, the element and the bound it broke. */
+static void bf16_check(const acase *c) {
+    char what[400];
+    n_bf16_cases++;
+    describe(c, what, sizeof what);
+    qkv_attn_desc d;
+    qkv_attn_desc_init(&d, c->B, c->Hq, c->Hkv, c->Nq, c->Nk, c->d);
+    d.scale = c->scale, d.temperature = c->temperature, d.causal = c->causal;
+    int *kv_len = NULL;
+    if (c->use_kv_len) {
+        kv_len = malloc(sizeof(int) * (size_t)c->B);
+        for (int b = 0; b < c->B; b++) kv_len[b] = (int)(test_rand_u64(&rng) % (unsigned)(c->Nk + 1));
+        d.kv_len = kv_len;
+    }
+    const int D = c->d, N = c->Nq > c->Nk ? c->Nq : c->Nk;
+    ptrdiff_t qn = D, qh = (ptrdiff_t)D * c->Nq, qb = qh * c->Hq, kn = D, kh = (ptrdiff_t)D * c->Nk, kb = kh * c->Hkv;
+    size_t nq = (size_t)c->B * c->Hq * c->Nq * D, nk = (size_t)c->B * c->Hkv * c->Nk * D;
+    size_t k_off = 0, v_off = 0;
+    if (c->strided) { /* [B, N, q heads | k heads | v heads] plus slack, as in check_case */
+        ptrdiff_t row = (ptrdiff_t)(c->Hq + 2 * c->Hkv) * D + 3;
+        d.q_stride_n = d.k_stride_n = d.v_stride_n = qn = kn = row;
+        d.q_stride_h = d.k_stride_h = d.v_stride_h = qh = kh = D;
+        d.q_stride_b = d.k_stride_b = d.v_stride_b = qb = kb = row * N;
+        nq = nk = (size_t)row * N * c->B;
+        k_off = (size_t)c->Hq * D, v_off = (size_t)(c->Hq + c->Hkv) * D;
+    }
+    float *bq = rand_buf(nq, c->amp), *bk = c->strided ? bq : rand_buf(nk, c->amp);
+    float *bv = c->strided ? bq : rand_buf(nk, 1.0f);
+    float *rq = bf16_copy(bq, nq), *rk = c->strided ? rq : bf16_copy(bk, nk), *rv = c->strided ? rq : bf16_copy(bv, nk);
+    const float *q = bq, *k = bk + k_off, *v = bv + v_off;
+    size_t nrows = (size_t)c->B * c->Hq * c->Nq;
+    float *out = zero_buf(nq), *out_b = zero_buf(nq), *out_x = zero_buf(nq);
+    float *lse = zero_buf(nrows), *lse_b = zero_buf(nrows), *lse_x = zero_buf(nrows);
+    ASSERT_OK(qkv_attention_forward_bf16(&d, q, k, v, out, lse));
+    ASSERT_OK(qkv_attention_forward_ref(&d, rq, rk + k_off, rv + v_off, out_b, lse_b, NULL));
+    ASSERT_OK(qkv_attention_forward_ref(&d, q, k, v, out_x, lse_x, NULL));
+    const int group = c->Hq / c->Hkv;
+    const double s = fabs((double)(c->scale != 0.0f ? c->scale : 1.0f / sqrtf((float)D)) /
+                          (c->temperature != 0.0f ? c->temperature : 1.0f));
+    double vmax = 0.0;
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < c->Hkv; h++)
+            for (int j = 0; j < c->Nk; j++)
+                for (int x = 0; x < D; x++) {
+                    double a = fabs(v[b * kb + h * kh + j * kn + x]);
+                    vmax = a > vmax ? a : vmax;
+                }
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < c->Hq; h++)
+            for (int i = 0; i < c->Nq; i++) {
+                const ptrdiff_t qo = b * qb + h * qh + i * qn;
+                const size_t row = ((size_t)b * c->Hq + h) * c->Nq + (size_t)i;
+                const int nv = bf16_visible(&d, b, i);
+                double ds = 0.0;
+                for (int j = 0; j < nv; j++) {
+                    const float *kr = k + b * kb + (h / group) * kh + j * kn;
+                    double a = 0.0;
+                    for (int x = 0; x < D; x++) a += fabs((double)q[qo + x] * kr[x]);
+                    ds = a > ds ? a : ds;
+                }
+                ds *= (2.0 * BF16_U + BF16_U * BF16_U) * s;
+                const double tol_b = BF16_U * vmax + 2e-5, tol_x = expm1(2.0 * ds) + 2.0 * BF16_U * vmax + 2e-5;
+                if (nv == 0) {
+                    ASSERT_MSG(lse[row] == -INFINITY, "%s: bf16 row %zu sees no key: lse %g, expected -inf", what, row,
+                               (double)lse[row]);
+                } else {
+                    double eb = fabs((double)lse[row] - lse_b[row]), ex = fabs((double)lse[row] - lse_x[row]);
+                    ASSERT_MSG(eb <= 2e-5 * (1.0 + fabs(lse_b[row])),
+                               "%s: bf16 lse[%zu] = %.9g, reference on bf16 inputs %.9g (err %.3g)", what, row,
+                               (double)lse[row], (double)lse_b[row], eb);
+                    ASSERT_MSG(ex <= ds + 2e-5 * (1.0 + fabs(lse_x[row])),
+                               "%s: bf16 lse[%zu] = %.9g, reference %.9g (err %.3g > ds %.3g)", what, row,
+                               (double)lse[row], (double)lse_x[row], ex, ds);
+                    if (eb > bf16_worst[1]) bf16_worst[1] = eb;
+                    if (ex > bf16_worst[3]) bf16_worst[3] = ex;
+                }
+                for (int x = 0; x < D; x++) {
+                    double o = out[qo + x], eb = fabs(o - out_b[qo + x]), ex = fabs(o - out_x[qo + x]);
+                    ASSERT_MSG(eb <= tol_b, "%s: bf16 out row %zu [%d] = %.9g, reference on bf16 inputs %.9g (err %.3g > %.3g)",
+                               what, row, x, o, (double)out_b[qo + x], eb, tol_b);
+                    ASSERT_MSG(ex <= tol_x, "%s: bf16 out row %zu [%d] = %.9g, reference %.9g (err %.3g > %.3g)", what,
+                               row, x, o, (double)out_x[qo + x], ex, tol_x);
+                    if (eb > bf16_worst[0]) bf16_worst[0] = eb;
+                    if (ex > bf16_worst[2]) bf16_worst[2] = ex;
+                    if (eb / tol_b > bf16_ratio[0]) bf16_ratio[0] = eb / tol_b;
+                    if (ex / tol_x > bf16_ratio[1]) bf16_ratio[1] = ex / tol_x;
+                }
+            }
+    free(bq), free(rq), free(out), free(out_b), free(out_x), free(lse), free(lse_b), free(lse_x), free(kv_len);
+    if (!c->strided) free(bk), free(bv), free(rk), free(rv);
+}
+
+static void bf16_grid(void) {
+    static const int dims[] = {32, 64, 80, 128, 1, 17, 200, 256};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (int causal = 0; causal < 2; causal++) {
+            if (SANITIZED && di >= 4 && causal) continue;
+            acase c = mk(2, 4, 2, 150, 170, dims[di], causal); /* GQA, several key and query blocks */
+            bf16_check(&c);
+            c = mk(1, 3, 3, 1, 300, dims[di], causal); /* one query (decoding) */
+            bf16_check(&c);
+            c = mk(1, 2, 1, 100, 40, dims[di], causal); /* Nq > Nk: causal rows that see nothing */
+            bf16_check(&c);
+            if (di >= 4) continue;
+            c = mk(3, 4, 2, 60, 200, dims[di], causal);
+            c.use_kv_len = 1;
+            bf16_check(&c);
+            c = mk(2, 4, 2, 70, 130, dims[di], causal);
+            c.strided = 1;
+            c.scale = 0.3f, c.temperature = 0.25f;
+            bf16_check(&c);
+            c = mk(1, 6, 1, 50, 0, dims[di], causal); /* no keys at all */
+            bf16_check(&c);
+            c = mk(1, 2, 1, 0, 50, dims[di], causal); /* no queries */
+            bf16_check(&c);
+        }
+}
+
+static void bf16_random(void) {
+    int n = SANITIZED ? 6 : 24;
+    for (int t = 0; t < n; t++) {
+        int hkv = 1 + (int)(test_rand_u64(&rng) % 3), grp = 1 + (int)(test_rand_u64(&rng) % 3);
+        static const int dims[] = {32, 64, 80, 128};
+        int d = t % 3 == 2 ? 1 + (int)(test_rand_u64(&rng) % 256) : dims[test_rand_u64(&rng) % 4];
+        acase c = mk(1 + (int)(test_rand_u64(&rng) % 2), hkv * grp, hkv, 1 + (int)(test_rand_u64(&rng) % 400),
+                     1 + (int)(test_rand_u64(&rng) % 400), d, (int)(test_rand_u64(&rng) % 2));
+        c.use_kv_len = test_rand_u64(&rng) % 3 == 0;
+        c.strided = test_rand_u64(&rng) % 4 == 0;
+        if (test_rand_u64(&rng) % 3 == 0) c.temperature = 0.5f + (float)(test_rand_u64(&rng) % 100) / 25.0f;
+        bf16_check(&c);
+    }
+}
+
+/* N = 1024 (d 32, 64, 80, 128; GQA, causal, kv_len): several key blocks per row, the lengths
+ * the BF16 path is for. */
+static void bf16_long(void) {
+    static const int dims[] = {32, 64, 80, 128};
+    for (int t = 0; t < 4; t++) {
+        if (SANITIZED && t > 1) break;
+        acase c = mk(1, 2, t % 2 ? 1 : 2, 1024, 1024, dims[t], t == 1 || t == 2);
+        c.use_kv_len = t == 3;
+        bf16_check(&c);
+    }
+}
+
+/* Non-finite inputs: the float32 path's policy, checked as nf_run does but for the BF16
+ * forward (NaN for NaN, the same inf, finite values within 0.05 of the float64 reference). */
+static void nf_bf16_run(nf_case *c, const char *what) {
+    const qkv_attn_desc *d = &c->d;
+    float *out = zero_buf(c->nq), *lse = zero_buf(c->nrows);
+    free(c->out), free(c->lse);
+    c->out = zero_buf(c->nq), c->lse = zero_buf(c->nrows);
+    ASSERT_OK(qkv_attention_forward_ref(d, c->q, c->k, c->v, c->out, c->lse, NULL));
+    ASSERT_OK(qkv_attention_forward_bf16(d, c->q, c->k, c->v, out, lse));
+    long at;
+    const char *mode = d->causal ? "causal" : "full";
+    ASSERT_MSG((at = nf_mismatch(out, c->out, c->nq, 0.05)) < 0, "[bf16, %d threads] %s (%s, Nk=%d): out[%ld] = %g, reference %g",
+               n_threads, what, mode, d->n_k, at, (double)out[at], (double)c->out[at]);
+    ASSERT_MSG((at = nf_mismatch(lse, c->lse, c->nrows, 0.05)) < 0, "[bf16, %d threads] %s (%s, Nk=%d): lse[%ld] = %g, reference %g",
+               n_threads, what, mode, d->n_k, at, (double)lse[at], (double)c->lse[at]);
+    memcpy(c->out, out, sizeof(float) * c->nq); /* keep the BF16 results for the policy checks */
+    memcpy(c->lse, lse, sizeof(float) * c->nrows);
+    free(out), free(lse);
+}
+
+static void bf16_nonfinite(void) {
+    for (int longer = 0; longer < 2; longer++)
+        for (int causal = 0; causal < 2; causal++) {
+            nf_case c;
+            nf_init(&c, causal, longer);
+            const int D = c.d.head_dim, j0 = 30;
+            nf_bf16_run(&c, "clean");
+            float *clean = c.out;
+            c.out = NULL;
+            /* NaN in a query row: that row NaN, every other row finite */
+            float keep = NF_Q(&c, 0, 1, 5, 3);
+            NF_Q(&c, 0, 1, 5, 3) = NAN;
+            nf_bf16_run(&c, "NaN in q");
+            for (size_t row = 0; row < c.nrows; row++)
+                ASSERT(row == NF_ROW(&c, 0, 1, 5) ? all_nan(c.out + row * D, D) && isnan(c.lse[row])
+                                                   : all_finite(c.out + row * D, (size_t)D));
+            NF_Q(&c, 0, 1, 5, 3) = keep;
+            /* NaN in a key, then in a value: the rows that see it, no other */
+            for (int in_value = 0; in_value < 2; in_value++) {
+                float *slot = in_value ? &NF_V(&c, 0, j0, 7) : &NF_K(&c, 0, j0, 7);
+                keep = *slot;
+                *slot = NAN;
+                nf_bf16_run(&c, in_value ? "NaN in v" : "NaN in k");
+                for (int h = 0; h < 2; h++)
+                    for (int i = 0; i < c.d.n_q; i++) {
+                        const float *o = c.out + NF_ROW(&c, 0, h, i) * D;
+                        if (!nf_sees(&c, 0, i, j0)) ASSERT(all_finite(o, (size_t)D));
+                        else if (in_value)
+                            for (int x = 0; x < D; x++) ASSERT(x == 7 ? isnan(o[x]) : isfinite(o[x]));
+                        else ASSERT(all_nan(o, D));
+                    }
+                *slot = keep;
+            }
+            /* NaN in the kv_len padding: bit for bit the clean result */
+            for (int j = c.kv_len[0]; j < c.d.n_k; j++)
+                for (int x = 0; x < D; x++) NF_K(&c, 0, j, x) = NF_V(&c, 0, j, x) = NAN;
+            nf_bf16_run(&c, "NaN in the kv_len padding");
+            ASSERT(nf_mismatch(c.out, clean, c.nq, 0.0) < 0);
+            /* inf in a key: +inf logits (q > 0) make the row NaN; inf in a value: +inf there */
+            NF_K(&c, 0, j0, 2) = INFINITY;
+            nf_bf16_run(&c, "inf in k");
+            NF_K(&c, 0, j0, 2) = 0.5f;
+            NF_V(&c, 0, j0, 2) = INFINITY;
+            nf_bf16_run(&c, "inf in v");
+            for (int i = 0; i < c.d.n_q; i++) {
+                const float *o = c.out + NF_ROW(&c, 0, 0, i) * D;
+                ASSERT(nf_sees(&c, 0, i, j0) ? o[2] == INFINITY : isfinite(o[2]));
+            }
+            NF_V(&c, 0, j0, 2) = 0.5f;
+            /* q, k ~ 1e30: every logit overflows, every row that sees a key is NaN; ~1e15:
+             * finite, one-hot rows (bf16 may pick another near-tie: finite is what is checked) */
+            for (size_t i = 0; i < c.nq; i++) c.q[i] *= 1e30f;
+            for (size_t i = 0; i < c.nk; i++) c.k[i] *= 1e30f;
+            nf_bf16_run(&c, "q, k ~ 1e30");
+            for (size_t i = 0; i < c.nq; i++) c.q[i] *= 1e-15f;
+            for (size_t i = 0; i < c.nk; i++) c.k[i] *= 1e-15f;
+            free(c.out), free(c.lse);
+            c.out = zero_buf(c.nq), c.lse = zero_buf(c.nrows);
+            ASSERT_OK(qkv_attention_forward_bf16(&c.d, c.q, c.k, c.v, c.out, c.lse));
+            for (size_t row = 0; row < c.nrows; row++) ASSERT(all_finite(c.out + row * D, (size_t)D));
+            /* every logit -inf: NaN rows (rows that see nothing: lse -inf) */
+            memset(c.q, 0, sizeof(float) * c.nq);
+            memset(c.k, 0, sizeof(float) * c.nk);
+            for (size_t i = 0; i < c.nq; i += (size_t)D) c.q[i] = 1.0f;
+            for (size_t j = 0; j < c.nk; j += (size_t)D) c.k[j] = -INFINITY;
+            nf_bf16_run(&c, "all logits -inf");
+            free(clean);
+            nf_free(&c);
+        }
+}
+
+/* Bad arguments and the CPU check: the same validation as qkv_attention_forward, and
+ * QKV_EUNSUPPORTED with a message once a path without AVX-512 is forced. */
+static void bf16_arguments(void) {
+    qkv_attn_desc d;
+    qkv_attn_desc_init(&d, 1, 2, 1, 4, 4, 8);
+    float buf[64] = {0}, lse[8];
+    ASSERT(qkv_attention_forward_bf16(NULL, buf, buf, buf, buf, lse) == QKV_EINVAL);
+    ASSERT(qkv_attention_forward_bf16(&d, NULL, buf, buf, buf, lse) == QKV_EINVAL);
+    ASSERT(qkv_attention_forward_bf16(&d, buf, buf, buf, NULL, lse) == QKV_EINVAL);
+    d.n_head_kv = 3;
+    ASSERT(qkv_attention_forward_bf16(&d, buf, buf, buf, buf, lse) == QKV_ESHAPE);
+    d.n_head_kv = 1, d.head_dim = 300;
+    ASSERT(qkv_attention_forward_bf16(&d, buf, buf, buf, buf, lse) == QKV_EUNSUPPORTED);
+    d.head_dim = 8, d.temperature = -1.0f;
+    ASSERT(qkv_attention_forward_bf16(&d, buf, buf, buf, buf, lse) == QKV_ERANGE);
+    d.temperature = 0.0f;
+    ASSERT_OK(qkv_attention_forward_bf16(&d, buf, buf, buf, buf, NULL)); /* lse optional */
+    if (qkv_set_simd("avx2") == QKV_OK) {
+        qkv_status st = qkv_attention_forward_bf16(&d, buf, buf, buf, buf, lse);
+        qkv_set_simd("avx512");
+        ASSERT_EQ_INT(st, QKV_EUNSUPPORTED);
+        ASSERT_MSG(strstr(qkv_last_error(), "AVX512_BF16") != NULL, "message: %s", qkv_last_error());
+    }
+}
+
+/* Runs body on the avx512 path, 1 and 2 threads; skips when this CPU lacks AVX512_BF16. */
+#define BF16_PATH(body)                                                                       \
+    do {                                                                                      \
+        qkv_attn_desc d__;                                                                    \
+        float z__[8] = {0};                                                                   \
+        qkv_attn_desc_init(&d__, 1, 1, 1, 1, 1, 8);                                           \
+        if (qkv_set_simd("avx512") != QKV_OK || qkv_attention_forward_bf16(&d__, z__, z__, z__, z__, NULL) != QKV_OK) \
+            SKIP("this CPU lacks AVX512_BF16 (or AVX-512): the BF16 forward is not available");    \
+        path_name = "avx512+bf16";                                                            \
+        for (n_threads = 1; n_threads <= 2; n_threads++) {                                    \
+            qkv_set_threads(n_threads);                                                       \
+            body;                                                                             \
+        }                                                                                     \
+    } while (0)
+
+static void t_bf16_grid(void) { BF16_PATH(bf16_grid()); }
+static void t_bf16_random(void) { BF16_PATH(bf16_random()); }
+static void t_bf16_long(void) { BF16_PATH(bf16_long()); }
+static void t_bf16_nonfinite(void) { BF16_PATH(bf16_nonfinite()); }
+static void t_bf16_arguments(void) { BF16_PATH(if (n_threads == 1) bf16_arguments()); }
+
 /* ---- every SIMD path, 1 and 2 threads ----------------------------------------------------- */
 
 static const char *paths[] = {"scalar", "avx2", "avx512"};
@@ -852,7 +1178,17 @@ int main(void) {
     RUN(t_nonfinite);
     RUN(t_nested);
     RUN(t_long_sequence);
+    RUN(t_bf16_arguments);
+    RUN(t_bf16_grid);
+    RUN(t_bf16_random);
+    RUN(t_bf16_long);
+    RUN(t_bf16_nonfinite);
     printf("%ld shape/option configurations checked against the reference (forward%s)\n", n_cases,
            " and backward");
+    if (n_bf16_cases)
+        printf("bf16 forward: %ld configurations; worst |error| against float64 on bf16-rounded inputs: out %.3g "
+               "(%.2f of its bound), lse %.3g; against float64 on the float inputs: out %.3g (%.2f of its bound), "
+               "lse %.3g\n",
+               n_bf16_cases, bf16_worst[0], bf16_ratio[0], bf16_worst[1], bf16_worst[2], bf16_ratio[1], bf16_worst[3]);
     return test_summary();
 }

@@ -3,7 +3,7 @@
  *
  *   qkv attention --q Q.npy --k K.npy --v V.npy [--causal] [--scale S] [--temperature T]
  *                 [--out O.npy] [--lse LSE.npy] [--probs P.npy]
- *                 [--dout DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy] [--threads N]
+ *                 [--dout DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy] [--threads N] [--bf16]
  *
  * Q is [B, Hq, Nq, d], K and V are [B, Hkv, Nk, d] (PyTorch's scaled_dot_product_attention
  * layout), float32. LSE is [B, Hq, Nq], P is [B, Hq, Nq, Nk]. Any one output may be "-"
@@ -25,6 +25,7 @@ static void usage(FILE *out) {
             "usage: qkv attention --q Q.npy --k K.npy --v V.npy [--causal] [--scale S]\n"
             "                     [--temperature T] [--out O.npy] [--lse LSE.npy] [--probs P.npy]\n"
             "                     [--dout DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy] [--threads N]\n"
+            "                     [--bf16]\n"
             "\n"
             "  O = softmax(Q K^T * scale / temperature + mask) V for every head, float32 .npy:\n"
             "  Q [B, Hq, Nq, d], K and V [B, Hkv, Nk, d] (Hq a multiple of Hkv, d <= 256).\n"
@@ -36,6 +37,8 @@ static void usage(FILE *out) {
             "                   any one output may be '-': the .npy goes to stdout\n"
             "  --dout ...       backward: gradient of the output in, dQ dK dV out\n"
             "  --threads N      compute threads (default: all cores, or $QKV_THREADS)\n"
+            "  --bf16           the BF16 forward (AVX512_BF16 CPUs; no --probs or backward):\n"
+            "                   faster on long sequences, error bound in include/qkv.h\n"
             "  $QKV_SIMD=avx512|avx2|scalar forces a kernel path.\n");
 }
 
@@ -77,7 +80,7 @@ static void shape_str(const qkv__npy *a, char *buf, size_t n) {
 int qkv__cmd_attention(int argc, char **argv) {
     const char *q_path = NULL, *k_path = NULL, *v_path = NULL, *out_path = NULL, *lse_path = NULL;
     const char *probs_path = NULL, *dout_path = NULL, *dq_path = NULL, *dk_path = NULL, *dv_path = NULL;
-    int causal = 0, threads = 0, have_scale = 0;
+    int causal = 0, threads = 0, have_scale = 0, bf16 = 0;
     float scale = 0.0f, temperature = 1.0f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -87,6 +90,10 @@ int qkv__cmd_attention(int argc, char **argv) {
         }
         if (!strcmp(a, "--causal")) {
             causal = 1;
+            continue;
+        }
+        if (!strcmp(a, "--bf16")) {
+            bf16 = 1;
             continue;
         }
         const char **slot = !strcmp(a, "--q") ? &q_path : !strcmp(a, "--k") ? &k_path
@@ -131,6 +138,8 @@ int qkv__cmd_attention(int argc, char **argv) {
     FILE *report = n_stdout ? stderr : stdout; /* stdout carries the array */
     if (want_bwd && !(dout_path && dq_path && dk_path && dv_path))
         return qkv__cli_usage_error(CMD, "backward needs all of --dout, --dq, --dk and --dv");
+    if (bf16 && (want_bwd || probs_path))
+        return qkv__cli_usage_error(CMD, "--bf16 is a forward without probabilities: no --probs, --dout, --dq, --dk or --dv");
     if (threads) qkv_set_threads(threads);
 
     int rc = 1;
@@ -197,7 +206,9 @@ int qkv__cmd_attention(int argc, char **argv) {
         goto fail;
     }
     double t0 = qkv__now();
-    if ((st = qkv_attention_forward(&desc, Q.data, K.data, V.data, out, lse, probs))) goto fail;
+    if ((st = bf16 ? qkv_attention_forward_bf16(&desc, Q.data, K.data, V.data, out, lse)
+                   : qkv_attention_forward(&desc, Q.data, K.data, V.data, out, lse, probs)))
+        goto fail;
     double t_fwd = qkv__now() - t0, t_bwd = 0.0;
     size_t n_bad = 0; /* not an error (PyTorch's semantics, include/qkv.h), but say so */
     for (size_t i = 0; i < Q.count; i++) n_bad += !isfinite(out[i]);
@@ -225,9 +236,10 @@ int qkv__cmd_attention(int argc, char **argv) {
     if (lse_path && (st = qkv__npy_save(lse_path, lse, 3, lse_shape))) goto fail;
     if (probs_path && (st = qkv__npy_save(probs_path, probs, 4, p_shape))) goto fail;
     fprintf(report, "attention: B=%d Hq=%d Hkv=%d Nq=%d Nk=%d d=%d%s scale=%g temperature=%g | simd %s, %d threads | "
-           "forward %.3f ms%s",
+           "forward%s %.3f ms%s",
            B, Hq, Hkv, Nq, Nk, D, causal ? " causal" : "", (double)(have_scale ? scale : 1.0f / sqrtf((float)D)),
-           (double)temperature, qkv_simd_name(), qkv_get_threads(), t_fwd * 1e3, want_bwd ? "" : "\n");
+           (double)temperature, qkv_simd_name(), qkv_get_threads(), bf16 ? " (bf16)" : "", t_fwd * 1e3,
+           want_bwd ? "" : "\n");
     if (want_bwd) fprintf(report, ", backward %.3f ms\n", t_bwd * 1e3);
     rc = 0;
     goto done;

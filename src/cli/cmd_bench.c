@@ -17,8 +17,8 @@ static const struct bench {
     const char *what;
 } BENCHES[] = {
     {"attention", qkv__bench_attention,
-     "[--quick] [--sizes 128,512,...] [--threads N] [--budget SEC] [--no-peers] [--no-decode] [--json FILE]",
-     "the fused engine against this machine's peak and PyTorch/NumPy"},
+     "[--quick] [--sizes 128,512,...] [--threads N] [--budget SEC] [--no-peers] [--no-decode] [--no-bf16] [--json FILE]",
+     "the fused engine against this machine's peak and PyTorch/NumPy (and its BF16 forward)"},
     {"model", qkv__bench_model, "[--shape gpt2, smollm2 or qwen2.5] [--threads N] [--reps R] [--gen N] [--no-peers] [--quick]",
      "GPT-2, SmolLM2 or Qwen2.5 shapes: forward and generation against PyTorch on the same weights"},
     {"train", qkv__bench_train, "[--threads N] [--steps S] [--quick] [--tiny] [--no-peers] [--no-llmc]",

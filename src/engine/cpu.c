@@ -4,7 +4,8 @@
  * The base build is plain x86-64; kernels_avx512.c and kernels_avx2.c are compiled with
  * their ISA flags and only ever called after the CPU says it has those instructions.
  * $QKV_SIMD=avx512|avx2|scalar (or qkv_set_simd) forces a path, so the tests can run every
- * path on one machine.
+ * path on one machine. The optional BF16 forward (attn_bf16.c) asks qkv__attn_bf16_usable:
+ * AVX512_BF16 on the CPU and the AVX-512 path selected (so $QKV_SIMD=avx2 turns it off too).
  */
 #include "engine.h"
 
@@ -20,6 +21,12 @@ static int cpu_has(const char *isa) {
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("fma");
+    if (!strcmp(isa, "avx512bf16")) /* the BF16 dot products of attn_bf16.c (GCC 10 on) */
+#if defined(__clang__) || __GNUC__ >= 10
+        return cpu_has("avx512") && __builtin_cpu_supports("avx512bf16");
+#else
+        return 0;
+#endif
     if (!strcmp(isa, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
     return !strcmp(isa, "scalar");
@@ -49,6 +56,10 @@ const qkv__attn_kernels *qkv__attn_kernels_get(void) {
         __atomic_store_n(&selected, t, __ATOMIC_RELEASE);
     }
     return t;
+}
+
+int qkv__attn_bf16_usable(void) {
+    return qkv__attn_kernels_get() == &qkv__attn_kernels_avx512 && cpu_has("avx512bf16");
 }
 
 const char *qkv_simd_name(void) { return qkv__attn_kernels_get()->name; }

@@ -67,4 +67,8 @@ extern const qkv__attn_kernels qkv__attn_kernels_avx512;
 /* The table in use (detection, $QKV_SIMD, qkv_set_simd). */
 const qkv__attn_kernels *qkv__attn_kernels_get(void);
 
+/* Nonzero when qkv_attention_forward_bf16 can run: the CPU has AVX512_BF16 (with F/BW/VL/DQ)
+ * and the AVX-512 table is the one in use (a forced avx2 or scalar path turns it off). */
+int qkv__attn_bf16_usable(void);
+
 #endif /* QKV_ENGINE_H */

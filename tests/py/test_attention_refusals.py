@@ -207,6 +207,24 @@ def bad_options():
 
 
 @test
+def bf16_forward_or_refused():
+    """--bf16: the BF16 forward where the CPU has AVX512_BF16, else a refusal that says so;
+    never with --probs or a backward; refused when QKV_SIMD forces a path without AVX-512."""
+    out = os.path.join(DIR, "o16.npy")
+    cp = qkv("attention", "--q", Q, "--k", K, "--v", V, "--causal", "--out", out, "--bf16", check=False, timeout=120)
+    err = cp.stderr.decode(errors="replace")
+    if cp.returncode == 0:
+        assert os.path.getsize(out) == 128 + 4 * 5 * 8 * 4 and b"forward (bf16)" in cp.stdout, (cp.stdout, err)
+    else:
+        assert cp.returncode == 1 and "AVX512_BF16" in err, (cp.returncode, err)
+    refused("--q", Q, "--k", K, "--v", V, "--bf16", "--probs", out, expect="--bf16")
+    cp = qkv("attention", "--q", Q, "--k", K, "--v", V, "--out", out, "--bf16", check=False, timeout=120,
+             env={"QKV_SIMD": "avx2"})
+    err = cp.stderr.decode(errors="replace")
+    assert cp.returncode == 1 and "AVX512_BF16" in err and "Sanitizer" not in err, (cp.returncode, err)
+
+
+@test
 def nonfinite_input_warns_exit_0():
     """NaN in the input is not refused (the result follows PyTorch: NaN rows), but stderr
     says how many output values are NaN or inf; clean input gets no warning."""
