@@ -19,7 +19,6 @@ as arch llama) and a Llama 3.1 rope-scaled Llama (rope_freqs.weight).
       (embeddings spread x6 so that argmaxes are clear, as bench/bench_model.c does).
 (c) and (d) skip, saying so, when llama.cpp's source / node-llama-cpp's binary is absent.
 """
-import ast
 import json
 import os
 import shutil
@@ -30,6 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import QKV_BIN, ROOT, Skip, qkv, run_all, test, tmpdir  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from llama_cpp import gguf_py, llama_cpp_permute  # noqa: E402
 
 import checkpoint  # noqa: E402
 import llama_torch  # noqa: E402
@@ -220,40 +221,6 @@ def q8_gguf_round_trip_is_byte_identical():
 
 
 # ---- (c) gguf-py reads it as convert_hf_to_gguf.py would have written it ------------------------
-
-def llama_src():
-    env = os.environ.get("QKV_LLAMA_CPP_SRC")
-    for c in ([env] if env else []) + [os.path.join(ROOT, "build", "llama.cpp-src")]:
-        if c and os.path.isdir(os.path.join(c, "gguf-py", "gguf")):
-            return c
-    cp = subprocess.run(["bash", os.path.join(ROOT, "tools", "llama_cpp_src.sh")], capture_output=True, text=True)
-    if cp.returncode == 0 and os.path.isdir(os.path.join(cp.stdout.strip(), "gguf-py", "gguf")):
-        return cp.stdout.strip()
-    raise Skip("llama.cpp's source not found (npm install node-llama-cpp@3.21.1 in tests/, then "
-               "tools/llama_cpp_src.sh)")
-
-
-def gguf_py():
-    p = os.path.join(llama_src(), "gguf-py")
-    if p not in sys.path:
-        sys.path.insert(0, p)
-    import gguf  # noqa: E402
-    return gguf
-
-
-def llama_cpp_permute():
-    """LlamaModel.permute from llama.cpp's conversion/llama.py (its own source, on NumPy)."""
-    path = os.path.join(llama_src(), "conversion", "llama.py")
-    for node in ast.walk(ast.parse(open(path).read())):
-        if isinstance(node, ast.ClassDef) and node.name == "LlamaModel":
-            for fn in node.body:
-                if isinstance(fn, ast.FunctionDef) and fn.name == "permute":
-                    fn.decorator_list = []
-                    ns = {"Tensor": np.ndarray}
-                    exec(compile(ast.Module(body=[fn], type_ignores=[]), path, "exec"), ns)
-                    return ns["permute"]
-    raise AssertionError("LlamaModel.permute not found in " + path)
-
 
 def field(reader, key):
     f = reader.fields.get(key)

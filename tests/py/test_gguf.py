@@ -30,6 +30,8 @@ from harness import ROOT, Skip, run_all, test, tmpdir  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from llama_cpp import gguf_py, llama_cpp_permute, llama_src  # noqa: E402
+
 BUILD = os.environ.get("QKV_BUILD", os.path.join(ROOT, "build"))
 LIB = os.path.join(BUILD, "libqkv.a")
 PKGS = ["libmicrohttpd", "jansson", "libutf8proc", "openblas"]
@@ -229,31 +231,6 @@ def probe():
     assert cp.returncode == 0, "compiling the probe failed:\n" + cp.stderr[-3000:]
     _probe = exe
     return exe
-
-
-def llama_src():
-    """llama.cpp's source (tools/llama_cpp_src.sh), or Skip."""
-    env = os.environ.get("QKV_LLAMA_CPP_SRC")
-    cands = [env] if env else []
-    cands.append(os.path.join(ROOT, "build", "llama.cpp-src"))
-    for c in cands:
-        if c and os.path.isdir(os.path.join(c, "gguf-py", "gguf")):
-            return c
-    cp = subprocess.run(["bash", os.path.join(ROOT, "tools", "llama_cpp_src.sh")],
-                        capture_output=True, text=True)
-    if cp.returncode == 0 and os.path.isdir(os.path.join(cp.stdout.strip(), "gguf-py", "gguf")):
-        return cp.stdout.strip()
-    raise Skip("llama.cpp source not found (npm install node-llama-cpp@3.21.1 in tests/, then "
-               "tools/llama_cpp_src.sh; or set QKV_LLAMA_CPP_SRC)")
-
-
-def gguf_py():
-    src = llama_src()
-    p = os.path.join(src, "gguf-py")
-    if p not in sys.path:
-        sys.path.insert(0, p)
-    import gguf  # noqa: E402
-    return gguf
 
 
 def qkv_dump(path):
@@ -459,25 +436,6 @@ def qkv_writer_to_gguf_py():
 
 
 # ---- a model written as llama.cpp's converter writes it, read back under HF names --------------
-
-def llama_cpp_permute():
-    """LlamaModel.permute, taken from llama.cpp's conversion/llama.py itself (its source, run on
-    NumPy arrays: it only reshapes and swaps axes), so the un-permute is checked against the
-    converter's own code rather than a transcription."""
-    import ast
-    import textwrap
-    path = os.path.join(llama_src(), "conversion", "llama.py")
-    tree = ast.parse(open(path).read())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == "LlamaModel":
-            for fn in node.body:
-                if isinstance(fn, ast.FunctionDef) and fn.name == "permute":
-                    fn.decorator_list = []
-                    ns = {"Tensor": np.ndarray}
-                    exec(compile(ast.Module(body=[fn], type_ignores=[]), path, "exec"), ns)
-                    return ns["permute"]
-    raise AssertionError("LlamaModel.permute not found in " + path)
-
 
 def qkv_model(path, names):
     d = tmpdir()
