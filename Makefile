@@ -116,6 +116,18 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(APP) $(LIB)
 	$(call say,TEST,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests $< $(APP) $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
+# The pool again under ThreadSanitizer: a program of its own (TSan and ASan do not mix, and
+# libgomp is not instrumented), holding only the pool and what it calls.
+POOL_TSAN_SRC := tests/test_pool.c src/common/pool.c src/common/util.c src/common/status.c src/common/buf.c
+ifneq ($(SAN),1)
+TESTS += $(BUILD)/tests/test_pool_tsan
+endif
+$(BUILD)/tests/test_pool_tsan: $(POOL_TSAN_SRC) tests/test.h src/qkv_internal.h
+	@mkdir -p $(dir $@)
+	$(call say,TSAN,$@)
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -Itests $(WARN) -Wno-unknown-pragmas -O1 -g \
+	    -fsanitize=thread $(POOL_TSAN_SRC) -lpthread -lm -o $@
+
 tests: $(TESTS) $(BIN)
 
 # The README's test command. Optimised build first, then the sanitizer build.

@@ -370,6 +370,12 @@ typedef struct qkv_forward_opts {
      * of them. */
     int (*cancel)(void *arg);
     void *cancel_arg;       /* passed to cancel */
+    /* nonzero, with qkv_model_use_bf16 on: every weight matrix is read from the BF16 copies,
+     * and passes of several tokens multiply with the CPU's BF16 dot products (AVX512_BF16:
+     * activations rounded to BF16, products summed in float32, twice the FP32 rate; F32
+     * where the CPU lacks them). Logits differ from F32 by about 1% of their spread
+     * (tests/test_model.c bounds it). Ignored when the copies are off. */
+    int bf16;
 } qkv_forward_opts;
 
 /* Full forward pass over n ids (1 <= n <= n_ctx; else QKV_EINVAL / QKV_ETOOLONG; ids

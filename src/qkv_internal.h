@@ -55,6 +55,8 @@ qkv_status qkv__read_stream(FILE *f, size_t max_bytes, const char *what, char **
  * naming the path and what it is, and changes nothing. "-" is standard output. A failed
  * write (ENOSPC, ...) returns QKV_EIO and leaves no temporary file. */
 qkv_status qkv__write_file(const char *path, const void *data, size_t len);
+/* The same with the content in two parts (a header, then data written from where it lies). */
+qkv_status qkv__write_file2(const char *path, const void *head, size_t head_len, const void *data, size_t len);
 
 /* Read-only memory map of a whole file. */
 typedef struct qkv__mmap {
@@ -72,6 +74,15 @@ double qkv__now(void);
 
 /* Thread count resolved (qkv_set_threads, $QKV_THREADS, else all cores). */
 int qkv__threads(void);
+
+/* ---- thread pool (pool.c) --------------------------------------------------------------- *
+ * fn(arg, lo, hi) over [0, n) in chunks of `grain` units, on up to n_threads threads (the
+ * caller is one): chunks are claimed dynamically and the caller waits only for claimed ones, so
+ * a descheduled thread does not stall the loop. Every unit runs exactly once; which thread runs
+ * it is not fixed, so fn must not depend on that. Inline when n_threads <= 1, n <= grain, inside
+ * an OpenMP team, or while another caller's job runs. */
+typedef void (*qkv__range_fn)(void *arg, int lo, int hi);
+void qkv__pool_for(int n, int grain, int n_threads, qkv__range_fn fn, void *arg);
 
 /* ---- growable byte buffer (buf.c) ------------------------------------------------------ *
  * Zero-initialise ({0}, or {.limit = n}); data stays NUL-terminated once allocated. An append
@@ -110,7 +121,9 @@ typedef struct qkv__npy {
     int ndim;
     int64_t shape[QKV__NPY_MAX_DIMS];
     size_t count; /* product of shape */
-    float *data;  /* malloc'ed, little-endian float32, C order */
+    float *data;  /* little-endian float32, C order: malloc'ed, or inside map */
+    void *map;    /* the file mapped (copy-on-write), or NULL */
+    size_t map_len;
 } qkv__npy;
 
 /* Loads a float32 (<f4), C-ordered .npy file; anything else is refused with a message. */

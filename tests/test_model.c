@@ -284,6 +284,81 @@ static void test_gemv_bf16(void) {
     }
 }
 
+/* The prompt's BF16 GEMM: against float64 sums of the same BF16-rounded operands, the only
+ * error left is float32 summation, |err| <= K 2^-23 sum |x_k w_kj| (+ the bias's rounding);
+ * shapes cover the 12-row tiles, 32-column panels, odd K (a zero-padded last pair), K across
+ * blocks of 256, a row stride wider than K, and chunks split over the pool's threads. */
+static void test_gemm_bf16(void) {
+    if (!qkv__cpu_has_avx512_bf16()) SKIP("no AVX512_BF16 on this CPU");
+    static const int ns[] = {2, 5, 12, 13, 37, 100};
+    static const int ins[] = {1, 3, 32, 33, 257, 768};
+    static const int outs[] = {1, 17, 32, 33, 300};
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (size_t bi = 0; bi < sizeof ins / sizeof *ins; bi++)
+            for (size_t c = 0; c < sizeof outs / sizeof *outs; c++) {
+                int n = ns[a], in = ins[bi], out = outs[c], ldx = in + 3;
+                float *x = malloc(sizeof(float) * (size_t)n * ldx), *w = malloc(sizeof(float) * (size_t)in * out),
+                      *b = malloc(sizeof(float) * (size_t)out), *y = malloc(sizeof(float) * (size_t)n * out);
+                uint16_t *wb = malloc(sizeof(uint16_t) * (size_t)in * out);
+                ASSERT(x && w && b && y && wb);
+                for (int i = 0; i < n * ldx; i++) x[i] = frand();
+                for (int i = 0; i < in * out; i++) {
+                    w[i] = frand();
+                    wb[i] = qkv__f32_to_bf16(w[i]);
+                }
+                for (int i = 0; i < out; i++) b[i] = frand();
+                ASSERT_OK(qkv__gemm_bf16_avx512(x, ldx, n, in, out, wb, (c & 1) ? b : NULL, y, 2));
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < out; j++) {
+                        double s = (c & 1) ? b[j] : 0.0, mag = 0.0;
+                        for (int k = 0; k < in; k++) {
+                            double t = (double)qkv__bf16_to_f32(qkv__f32_to_bf16(x[(size_t)i * ldx + k])) *
+                                       qkv__bf16_to_f32(wb[(size_t)k * out + j]);
+                            s += t;
+                            mag += fabs(t);
+                        }
+                        double got = y[(size_t)i * out + j], tol = (in + 2) * 0x1p-23 * (mag + fabs(s)) + 1e-30;
+                        ASSERT_MSG(fabs(got - s) <= tol, "n %d in %d out %d [%d, %d]: %.9g vs %.9g (tol %.3g)", n, in,
+                                   out, i, j, got, s, tol);
+                    }
+                free(x), free(w), free(b), free(y), free(wb);
+            }
+}
+
+/* A forward pass with opts.bf16 (BF16 GEMMs for the prompt) against F32: last logits within
+ * 2% of their spread, the same argmax on most of 20 prompts; without the copies the option
+ * changes nothing (bit for bit). */
+static void test_forward_bf16_prompt(void) {
+    qkv_model *m = random_model(2, 4, 64, 80, 70);
+    ASSERT(m);
+    float f32[70], bf[70], again[70];
+    qkv_forward_opts o = {.bf16 = 1};
+    int ids[60], agree = 0;
+    double worst = 0.0;
+    for (int t = 0; t < 20; t++) {
+        for (int i = 0; i < 60; i++) ids[i] = (int)(rnd() % 70);
+        ASSERT_OK(qkv_model_forward(m, ids, 60, NULL, NULL, f32, NULL));
+        ASSERT_OK(qkv_model_forward(m, ids, 60, &o, NULL, again, NULL)); /* copies off: ignored */
+        ASSERT(memcmp(f32, again, sizeof f32) == 0);
+        ASSERT_OK(qkv_model_use_bf16(m, 1));
+        ASSERT_OK(qkv_model_forward(m, ids, 60, &o, NULL, bf, NULL));
+        ASSERT_OK(qkv_model_use_bf16(m, 0));
+        float lo = f32[0], hi = f32[0];
+        int a = 0, b = 0;
+        for (int j = 0; j < 70; j++) {
+            lo = fminf(lo, f32[j]), hi = fmaxf(hi, f32[j]);
+            if (f32[j] > f32[a]) a = j;
+            if (bf[j] > bf[b]) b = j;
+        }
+        for (int j = 0; j < 70; j++) worst = fmax(worst, fabs(bf[j] - f32[j]) / (hi - lo));
+        agree += a == b;
+    }
+    printf("bf16 prompt: worst logit error %.4f of the spread, argmax agrees %d/20\n", worst, agree);
+    ASSERT_MSG(worst <= 0.02, "BF16 prompt logits differ by %.4f of their spread", worst);
+    ASSERT(agree >= 17);
+    qkv_model_free(m);
+}
+
 /* ---- Q8_0 ---------------------------------------------------------------------------------- */
 
 #include "model/gguf.h" /* ggml's reference quantiser and the half converters */
@@ -961,6 +1036,8 @@ int main(void) {
     RUN(test_safetensors_survives_corruption);
     RUN(test_matmul_kernels_match_a_plain_loop);
     RUN(test_gemv_bf16);
+    RUN(test_gemm_bf16);
+    RUN(test_forward_bf16_prompt);
     RUN(test_q8_quantize);
     RUN(test_gemv_q8);
     RUN(test_generate_q8_vs_f32);

@@ -126,7 +126,8 @@ qkv_status qkv__check_ids(const qkv_model *model, const int *ids, int n) {
 /* The forward pass over n tokens at positions pos0 .. pos0 + n - 1. kv (or NULL): the
  * engine's generation cache holding pos0 tokens; the new tokens' keys and values are
  * appended (and committed) and the queries attend to all pos0 + n cached tokens.
- * bf16: one-token matmuls read the model's BF16 and / or Q8_0 copies. */
+ * bf16: one-token matmuls read the model's BF16 and / or Q8_0 copies; 2: passes of several
+ * tokens use the BF16 copies too (BF16 dot products). */
 /* ---- interventions ------------------------------------------------------------------------ */
 
 static qkv_status check_iv(const qkv_model_config *c, const qkv_intervention *iv, int n) {
@@ -318,7 +319,8 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
             cpu0 = cpu;
         }
         qkv__block_bf16 bw = {0};
-        if (bf16 && n == 1 && model->bf16) {
+        bw.prompt = bf16 == 2 && n > 1 && model->bf16; /* opts->bf16: the BF16 GEMM for the prompt */
+        if (bf16 && (n == 1 || bw.prompt) && model->bf16) {
             bw.attn_w = model->bf16_attn_w + ul * (size_t)C * m.W;
             bw.proj_w = model->bf16_proj_w + ul * (size_t)m.Hd * C;
             bw.fc_w = model->bf16_fc_w + ul * (size_t)C * m.F2;
@@ -332,7 +334,8 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
         }
         for (int v = 0; iv && v < n_var; v++) apply_resid(&iv[v], l, x + (size_t)v * NC, n, C);
         if (cap && cap->hidden) memcpy(cap->hidden + ul * NC, x, sizeof(float) * NC);
-        qkv__block_attn_in(c, p, l, &ba, x, n_var, n, pos0, bf16 && n == 1 ? &bw : NULL);
+        const qkv__block_bf16 *bwp = bf16 && (n == 1 || bw.prompt) ? &bw : NULL;
+        qkv__block_attn_in(c, p, l, &ba, x, n_var, n, pos0, bwp);
         float *probs = cap && cap->probs ? cap->probs + ul * hnn : NULL;
         float *qkv = ba.qkv, *att = ba.att;
         if (kv) {
@@ -346,7 +349,7 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
         for (int v = 0; iv && v < n_var; v++)
             apply_heads(&iv[v], &m, l, att + (size_t)v * n * m.W, qkv + (size_t)v * n * m.W, n, causal, probs);
         if (cap) capture_layer(cap, c, l, qkv, att, n);
-        qkv__block_attn_out(c, p, l, &ba, x, R, bf16 && n == 1 ? &bw : NULL, 0.0f, 0, 0);
+        qkv__block_attn_out(c, p, l, &ba, x, R, bwp, 0.0f, 0, 0);
     }
     qkv__model_threads_cap(saved_cap);
     if ((st = check_cancel(opts, L, L))) goto done; /* before the head (and the cache's commit) */
@@ -396,7 +399,9 @@ qkv_status qkv_model_forward_iv(qkv_model *model, const int *ids, int n,
     if (!model) return qkv__fail(QKV_EINVAL, "forward: model is NULL");
     qkv_status st = qkv__check_ids(model, ids, n);
     if (st) return st;
-    return qkv__model_run_iv(model, ids, n, NULL, opts, 1, iv, 0, NULL, logits, last_logits, cap, 0);
+    /* opts->bf16: the BF16 copies for every matrix (2: the prompt's GEMMs too) */
+    return qkv__model_run_iv(model, ids, n, NULL, opts, 1, iv, 0, NULL, logits, last_logits, cap,
+                             opts && opts->bf16 && model->bf16 ? 2 : 0);
 }
 
 /* ---- top-k --------------------------------------------------------------------------------- */

@@ -420,8 +420,8 @@ void qkv__block_attn_in(const qkv_model_config *cfg, const qkv__params *p, int l
     float *raw = cfg->qk_norm && a->qkv_raw ? a->qkv_raw : a->qkv;
     if (bw && bw->q8_attn_w && N == 1) /* one token: Q8_0, else BF16, else F32 */
         qkv__gemv_q8(a->ln1, m.C, m.W, bw->q8_attn_w, b, raw);
-    else if (bw && bw->attn_w && N == 1)
-        qkv__gemv(a->ln1, m.C, m.W, NULL, bw->attn_w, b, raw);
+    else if (bw && bw->attn_w && (N == 1 || bw->prompt)) /* BF16: a GEMV, or the prompt's BF16 GEMM */
+        qkv__linear_bf16(a->ln1, m.C, N, m.C, m.W, p->attn_w + ul * C * W, bw->attn_w, b, raw);
     else
         qkv__matmul_forward(raw, a->ln1, m.C, p->attn_w + ul * C * W, b, N, m.C, m.W);
     if (cfg->qk_norm) {
@@ -447,14 +447,14 @@ void qkv__block_attn_out(const qkv_model_config *cfg, const qkv__params *p, int 
                          float drop, uint64_t k_attn, uint64_t k_mlp) {
     qkv__dims m = qkv__dims_of(cfg);
     size_t ul = (size_t)l, C = (size_t)m.C, NC = (size_t)N * C, F = (size_t)m.F, F2 = (size_t)m.F2;
-    int ln = cfg->norm == QKV_NORM_LAYER, one = bw && N == 1;
+    int ln = cfg->norm == QKV_NORM_LAYER, one = bw && N == 1, bf = bw && (N == 1 || bw->prompt);
     /* the branch goes to res2 directly, or to tmp when res2 is the input itself */
     float *br = a->res2 == x ? a->tmp : a->res2;
     const float *pb = p->proj_b ? p->proj_b + ul * C : NULL;
     if (one && bw->q8_proj_w) /* one token: Q8_0, else BF16, else F32 */
         qkv__gemv_q8(a->att, m.Hd, m.C, bw->q8_proj_w, pb, br);
-    else if (one && bw->proj_w)
-        qkv__gemv(a->att, m.Hd, m.C, NULL, bw->proj_w, pb, br);
+    else if (bf && bw->proj_w)
+        qkv__linear_bf16(a->att, m.W, N, m.Hd, m.C, p->proj_w + ul * (size_t)m.Hd * C, bw->proj_w, pb, br);
     else /* att rows follow q's stride (W): the first Hd floats of each row are the heads' outputs */
         qkv__matmul_forward(br, a->att, m.W, p->proj_w + ul * (size_t)m.Hd * C, pb, N, m.Hd, m.C);
     if (drop > 0.0f) qkv__dropout(br, br, NC, drop, k_attn);
@@ -464,8 +464,8 @@ void qkv__block_attn_out(const qkv_model_config *cfg, const qkv__params *p, int 
     const float *fb = p->fc_b ? p->fc_b + ul * F2 : NULL;
     if (one && bw->q8_fc_w)
         qkv__gemv_q8(a->ln2, m.C, m.F2, bw->q8_fc_w, fb, a->fch);
-    else if (one && bw->fc_w)
-        qkv__gemv(a->ln2, m.C, m.F2, NULL, bw->fc_w, fb, a->fch);
+    else if (bf && bw->fc_w)
+        qkv__linear_bf16(a->ln2, m.C, N, m.C, m.F2, p->fc_w + ul * C * F2, bw->fc_w, fb, a->fch);
     else
         qkv__matmul_forward(a->fch, a->ln2, m.C, p->fc_w + ul * C * F2, fb, N, m.C, m.F2);
     if (cfg->mlp == QKV_MLP_SWIGLU)
@@ -476,8 +476,8 @@ void qkv__block_attn_out(const qkv_model_config *cfg, const qkv__params *p, int 
     const float *fpb = p->fcproj_b ? p->fcproj_b + ul * C : NULL;
     if (one && bw->q8_fcproj_w)
         qkv__gemv_q8(a->fch_act, m.F, m.C, bw->q8_fcproj_w, fpb, br);
-    else if (one && bw->fcproj_w)
-        qkv__gemv(a->fch_act, m.F, m.C, NULL, bw->fcproj_w, fpb, br);
+    else if (bf && bw->fcproj_w)
+        qkv__linear_bf16(a->fch_act, m.F, N, m.F, m.C, p->fcproj_w + ul * F * C, bw->fcproj_w, fpb, br);
     else
         qkv__matmul_forward(br, a->fch_act, m.F, p->fcproj_w + ul * F * C, fpb, N, m.F, m.C);
     if (drop > 0.0f) qkv__dropout(br, br, NC, drop, k_mlp);

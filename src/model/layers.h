@@ -105,6 +105,7 @@ typedef struct qkv__block_acts {
  * model.h). A matrix with a Q8_0 copy uses it; else BF16; else F32. */
 typedef struct qkv__block_bf16 {
     const uint16_t *attn_w, *proj_w, *fc_w, *fcproj_w;
+    int prompt; /* the BF16 copies serve passes of several tokens too (BF16 GEMM) */
     const struct qkv__q8 *q8_attn_w, *q8_proj_w, *q8_fc_w, *q8_fcproj_w;
 } qkv__block_bf16;
 

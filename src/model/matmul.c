@@ -148,6 +148,31 @@ void qkv__linear(const float *x, ptrdiff_t ldx, int n, int in, int out, const fl
     }
 }
 
+int qkv__cpu_has_avx512_bf16(void) {
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+#if defined(__clang__) || __GNUC__ >= 10
+        has = qkv__cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+#else
+        has = 0;
+#endif
+    }
+    return has;
+}
+
+void qkv__linear_bf16(const float *x, ptrdiff_t ldx, int n, int in, int out, const float *w,
+                      const uint16_t *wb, const float *b, float *y) {
+    if (n == 1 && wb) {
+        qkv__gemv(x, in, out, NULL, wb, b, y);
+        return;
+    }
+    if (wb && use_avx512_gemv() && qkv__cpu_has_avx512_bf16() &&
+        qkv__gemm_bf16_avx512(x, ldx, n, in, out, wb, b, y, qkv__model_threads()) == QKV_OK)
+        return;
+    qkv__linear(x, ldx, n, in, out, w, b, y); /* no BF16 dot products here (or no memory): F32 */
+}
+
 void qkv__linear_t(const float *x, ptrdiff_t ldx, int n, int c, int v, const float *e,
                    ptrdiff_t lde, float *y, ptrdiff_t ldy) {
     if (n == 1 && lde == c) {

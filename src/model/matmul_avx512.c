@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #ifdef _OPENMP
@@ -292,53 +293,61 @@ static void gemv_bf16_pairs(const float *x, int in, int out, const uint16_t *wb,
     }
 }
 
-/* y[out] = x[in] @ W[in, out] + b. Threads own column slices (multiples of 32); each walks
- * the rows four at a time, its slice of y staying in L1: 4 sequential weight streams. */
+/* Chunks for the pool: about 8 per thread, so a thread that another process delays leaves
+ * its share to the others (qkv__pool_for), and at most `cap` units each. */
+static int pool_grain(int n_units, int n_threads, int cap) {
+    int g = n_units / (8 * (n_threads > 0 ? n_threads : 1));
+    return g < 1 ? 1 : g > cap ? cap : g;
+}
+
+typedef struct {
+    const float *x, *w, *b;
+    const uint16_t *wb;
+    float *y;
+    int in, out;
+} gemv_job;
+
+#define GEMV_UNITS_MAX 16 /* 32-column units a chunk: 512 columns, the BF16 accumulators 2 KB */
+
+/* Columns [32 u0, 32 u1) of y = x @ W + b. */
+static void gemv_chunk(void *arg, int u0, int u1) {
+    const gemv_job *j = arg;
+    int lo = 32 * u0, hi = 32 * u1 < j->out ? 32 * u1 : j->out;
+    for (int o = lo; o < hi; o++) j->y[o] = j->b ? j->b[o] : 0.0f;
+    int nb = j->wb ? (hi - lo) / 32 : 0;
+    _Alignas(64) float acc[32 * GEMV_UNITS_MAX];
+    if (nb) {
+        memset(acc, 0, sizeof(float) * 32 * (size_t)nb);
+        gemv_bf16_pairs(j->x, j->in, j->out, j->wb, j->y, lo, nb, acc);
+    }
+    if (lo + 32 * nb < hi) gemv_cols(j->x, j->in, j->out, j->w, j->wb, j->y, lo + 32 * nb, hi);
+}
+
+/* y[out] = x[in] @ W[in, out] + b, in chunks of 32-column units; a chunk walks the rows four
+ * at a time, its slice of y staying in L1: 4 sequential weight streams. */
 void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uint16_t *wb,
                       const float *b, float *y, int n_threads) {
     int n_units = (out + 31) / 32;
-    if (n_threads > n_units) n_threads = n_units;
-#pragma omp parallel num_threads(n_threads)
-    {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
-        int lo = (int)((long)n_units * t / T) * 32, hi = (int)((long)n_units * (t + 1) / T) * 32;
-        if (hi > out) hi = out;
-        for (int o = lo; o < hi; o++) y[o] = b ? b[o] : 0.0f;
-        int nb = wb ? (hi - lo) / 32 : 0;
-        float *acc = nb ? qkv__alloc_aligned(sizeof(float) * 32 * (size_t)nb) : NULL;
-        if (!acc) nb = 0; /* (out of memory: the plain path below does all columns) */
-        if (nb) {
-            memset(acc, 0, sizeof(float) * 32 * (size_t)nb);
-            gemv_bf16_pairs(x, in, out, wb, y, lo, nb, acc);
-        }
-        if (lo + 32 * nb < hi) gemv_cols(x, in, out, w, wb, y, lo + 32 * nb, hi);
-        qkv__free_aligned(acc);
-    }
+    gemv_job j = {x, w, b, wb, y, in, out};
+    qkv__pool_for(n_units, pool_grain(n_units, n_threads, GEMV_UNITS_MAX), n_threads, gemv_chunk, &j);
 }
 
-/* y[v] = E[v, c] x: one row at a time, read front to back (one sequential stream); threads
- * split the rows. BF16 rows use x split into even and odd elements. */
-void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint16_t *eb,
-                        float *y, int n_threads) {
-    int c32 = eb ? c / 32 * 32 : 0;
-    float *xe = NULL, *xo = NULL;
-    if (c32) {
-        xe = qkv__alloc_aligned(sizeof(float) * (size_t)c32);
-        if (!xe) c32 = 0;
-        else {
-            xo = xe + c32 / 2;
-            for (int i = 0; i < c32 / 2; i++) {
-                xe[i] = x[2 * i];
-                xo[i] = x[2 * i + 1];
-            }
-        }
-    }
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (int j = 0; j < v; j++) {
+typedef struct {
+    const float *x, *e;
+    const uint16_t *eb;
+    const float *xe, *xo;
+    float *y;
+    int c, c32;
+} gemv_t_job;
+
+/* Rows [r0, r1) of y = E x. */
+static void gemv_t_chunk(void *arg, int r0, int r1) {
+    const gemv_t_job *jb = arg;
+    const float *x = jb->x, *e = jb->e, *xe = jb->xe, *xo = jb->xo;
+    const uint16_t *eb = jb->eb;
+    float *y = jb->y;
+    const int c = jb->c, c32 = jb->c32;
+    for (int j = r0; j < r1; j++) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         int k = 0;
         if (eb) {
@@ -370,6 +379,179 @@ void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint
         }
         y[j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
     }
+}
+
+/* ---- BF16 GEMM (prompt processing with BF16 weights) ------------------------------------ *
+ * y[n, m] = x[n, K] @ Wb[K, m] + bias, Wb the model's BF16 copy, x rounded to BF16 once per
+ * call, vdpbf16ps (two products a lane, summed in FP32: twice the FP32 FMA rate). Operands
+ * are 32-bit pairs (element k in the low half, k + 1 in the high half): a row of x in BF16 is
+ * already that, in memory order; B is packed as pairs of rows interleaved column by column.
+ * Work goes to the pool by 32-column panels; each chunk packs its own B. */
+
+#define KCB 256 /* k per block: 128 pairs, a panel 16 KB */
+
+static inline __m512 dp_bf16(__m512 acc, __m512i a, __m512i b) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
+
+/* x[n, K] (row stride ldx) to BF16 rows of Kp = K rounded up to even (zero-padded). */
+typedef struct {
+    const float *x;
+    ptrdiff_t ldx;
+    int K, Kp;
+    uint16_t *xb;
+} to_bf16_job;
+
+static void rows_to_bf16(void *arg, int r0, int r1) {
+    const to_bf16_job *j = arg;
+    for (int r = r0; r < r1; r++) {
+        const float *s = j->x + (size_t)r * j->ldx;
+        uint16_t *d = j->xb + (size_t)r * j->Kp;
+        int k = 0;
+        for (; k + 32 <= j->K; k += 32)
+            _mm512_storeu_si512(d + k, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + k + 16), _mm512_loadu_ps(s + k)));
+        for (; k < j->Kp; k++) d[k] = k < j->K ? qkv__f32_to_bf16(s[k]) : 0;
+    }
+}
+
+/* Rows k0 .. k0 + kc of Wb (K rows, row stride ldw), columns j0 .. j0 + nc, as kc / 2 (rounded
+ * up) pair rows of NR dwords per panel; missing rows and columns are zeros. */
+static void pack_b_bf16(const uint16_t *wb, ptrdiff_t ldw, int K, int k0, int kc, int j0, int nc,
+                        uint32_t *packed) {
+    int n_panels = (nc + NR - 1) / NR, kp = (kc + 1) / 2;
+    for (int q = 0; q < kp; q++) {
+        int k = k0 + 2 * q;
+        const uint16_t *r0 = wb + (size_t)k * ldw + j0, *r1 = k + 1 < K ? r0 + ldw : NULL;
+        for (int p = 0; p < n_panels; p++) {
+            int nr = nc - p * NR < NR ? nc - p * NR : NR;
+            __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+            __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+            __m512i lo0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, r0 + p * NR));
+            __m512i lo1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, r0 + p * NR + 16));
+            __m512i hi0 = _mm512_setzero_si512(), hi1 = hi0;
+            if (r1) {
+                hi0 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, r1 + p * NR)), 16);
+                hi1 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, r1 + p * NR + 16)), 16);
+            }
+            uint32_t *d = packed + (size_t)p * (KCB / 2) * NR + (size_t)q * NR;
+            _mm512_store_si512(d, _mm512_or_si512(lo0, hi0));
+            _mm512_store_si512(d + 16, _mm512_or_si512(lo1, hi1));
+        }
+    }
+}
+
+/* C[mr x nr] (+)= A[MR x 2 kp] @ Bp: A as pair dwords with stride lda (MR rows readable). */
+static void kernel_bf16_12x32(int kp, const uint32_t *a, ptrdiff_t lda, const uint32_t *bp, float *c,
+                              ptrdiff_t ldc, int mr, int nr, int first, const float *bias) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int q = 0; q < kp; q++) {
+        __m512i b0 = _mm512_load_si512(bp + q * NR), b1 = _mm512_load_si512(bp + q * NR + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            __m512i av = _mm512_set1_epi32((int)a[r * lda + q]);
+            acc[r][0] = dp_bf16(acc[r][0], av, b0);
+            acc[r][1] = dp_bf16(acc[r][1], av, b1);
+        }
+    }
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (first && bias) {
+        bias0 = _mm512_maskz_loadu_ps(m0, bias);
+        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + r * ldc;
+        __m512 c0 = first ? bias0 : _mm512_maskz_loadu_ps(m0, cr);
+        __m512 c1 = first ? bias1 : _mm512_maskz_loadu_ps(m1, cr + 16);
+        _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(c0, acc[r][0]));
+        _mm512_mask_storeu_ps(cr + 16, m1, _mm512_add_ps(c1, acc[r][1]));
+    }
+}
+
+#define BF16_PANELS_MAX 8 /* panels (of 32 columns) a chunk */
+
+typedef struct {
+    const uint16_t *xb, *wb;
+    const float *bias;
+    float *y;
+    int n, K, Kp, m;
+    ptrdiff_t ldy;
+    _Atomic int failed;
+} gemm_bf16_job;
+
+static void gemm_bf16_chunk(void *arg, int p0, int p1) {
+    gemm_bf16_job *j = arg;
+    int jc = p0 * NR, nc = (p1 * NR < j->m ? p1 * NR : j->m) - jc, n_panels = p1 - p0;
+    uint32_t *packed = qkv__alloc_aligned(sizeof(uint32_t) * (size_t)(KCB / 2) * NR * (size_t)n_panels);
+    uint32_t *tail = qkv__alloc_aligned(sizeof(uint32_t) * (size_t)MR * (KCB / 2));
+    if (!packed || !tail) {
+        atomic_store(&j->failed, 1);
+        qkv__free_aligned(packed);
+        qkv__free_aligned(tail);
+        return;
+    }
+    const uint32_t *xa = (const uint32_t *)j->xb;
+    const int lda = j->Kp / 2;
+    for (int pc = 0; pc < j->K; pc += KCB) {
+        int kc = j->K - pc < KCB ? j->K - pc : KCB, kp = (kc + 1) / 2;
+        pack_b_bf16(j->wb, j->m, j->K, pc, kc, jc, nc, packed);
+        for (int i0 = 0; i0 < j->n; i0 += MR) {
+            int mr = j->n - i0 < MR ? j->n - i0 : MR;
+            const uint32_t *a = xa + (size_t)i0 * lda + pc / 2;
+            ptrdiff_t ld = lda;
+            if (mr < MR) { /* a zero-padded copy, so the kernel reads MR full rows */
+                memset(tail, 0, sizeof(uint32_t) * MR * (KCB / 2));
+                for (int r = 0; r < mr; r++) memcpy(tail + r * (KCB / 2), a + (size_t)r * lda, sizeof(uint32_t) * (size_t)kp);
+                a = tail;
+                ld = KCB / 2;
+            }
+            for (int p = 0; p < n_panels; p++) {
+                int j0 = jc + p * NR, nr = nc - p * NR < NR ? nc - p * NR : NR;
+                kernel_bf16_12x32(kp, a, ld, packed + (size_t)p * (KCB / 2) * NR, j->y + (size_t)i0 * j->ldy + j0,
+                                  j->ldy, mr, nr, pc == 0, j->bias ? j->bias + j0 : NULL);
+            }
+        }
+    }
+    qkv__free_aligned(packed);
+    qkv__free_aligned(tail);
+}
+
+qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, int out, const uint16_t *wb,
+                                 const float *b, float *y, int n_threads) {
+    int Kp = (in + 1) & ~1;
+    uint16_t *xb = qkv__alloc_aligned(sizeof(uint16_t) * (size_t)n * (size_t)Kp);
+    if (!xb) return QKV_ENOMEM;
+    to_bf16_job tj = {x, ldx, in, Kp, xb};
+    qkv__pool_for(n, pool_grain(n, n_threads, 64), n_threads, rows_to_bf16, &tj);
+    gemm_bf16_job j = {xb, wb, b, y, n, in, Kp, out, out, 0};
+    int n_units = (out + NR - 1) / NR;
+    qkv__pool_for(n_units, pool_grain(n_units, n_threads, BF16_PANELS_MAX), n_threads, gemm_bf16_chunk, &j);
+    qkv__free_aligned(xb);
+    return atomic_load(&j.failed) ? QKV_ENOMEM : QKV_OK;
+}
+
+/* y[v] = E[v, c] x: one row at a time, read front to back (one sequential stream); chunks of
+ * rows go to the pool. BF16 rows use x split into even and odd elements. */
+void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint16_t *eb,
+                        float *y, int n_threads) {
+    int c32 = eb ? c / 32 * 32 : 0;
+    float *xe = NULL, *xo = NULL;
+    if (c32) {
+        xe = qkv__alloc_aligned(sizeof(float) * (size_t)c32);
+        if (!xe) c32 = 0;
+        else {
+            xo = xe + c32 / 2;
+            for (int i = 0; i < c32 / 2; i++) {
+                xe[i] = x[2 * i];
+                xo[i] = x[2 * i + 1];
+            }
+        }
+    }
+    gemv_t_job job = {x, e, eb, xe, xo, y, c, c32};
+    qkv__pool_for(v, pool_grain(v, n_threads, 1024), n_threads, gemv_t_chunk, &job);
     qkv__free_aligned(xe);
 }
 
@@ -470,9 +652,25 @@ static inline __attribute__((always_inline)) void q8_rows(const q8_xside *xs, in
     for (int r = 0; r < R; r++) y[o + r] = _mm512_reduce_add_ps(acc[r]) + (b ? b[o + r] : 0.0f);
 }
 
+typedef struct {
+    q8_xside side;
+    const qkv__q8 *w;
+    const float *b;
+    float *y;
+    int nb, out;
+} q8_job;
+
+/* Units [u0, u1) of Q8_R rows. */
+static void q8_chunk(void *arg, int u0, int u1) {
+    const q8_job *j = arg;
+    int o = u0 * Q8_R, hi = u1 * Q8_R < j->out ? u1 * Q8_R : j->out;
+    for (; o + Q8_R <= hi; o += Q8_R) q8_rows(&j->side, j->nb, Q8_R, j->w, o, j->b, j->y);
+    for (; o < hi; o++) q8_rows(&j->side, j->nb, 1, j->w, o, j->b, j->y);
+}
+
 /* y[out] = W x + b with W [out, in] in Q8_0 rows and x already quantised (xq padded with
- * zeros to 64 bytes, xd to an even count). Threads own contiguous row ranges (units of
- * Q8_R rows), each walking Q8_R rows at once. */
+ * zeros to 64 bytes, xd to an even count). The pool takes chunks of units of Q8_R rows, each
+ * walking Q8_R rows at once. */
 void qkv__gemv_q8_avx512(const int8_t *xq, const float *xd, int in, int out, const qkv__q8 *w,
                          const float *b, float *y, int n_threads) {
     int nb = in / 32, np = (nb + 1) / 2, n_units = (out + Q8_R - 1) / Q8_R;
@@ -491,22 +689,8 @@ void qkv__gemv_q8_avx512(const int8_t *xq, const float *xd, int in, int out, con
         xm[p] = _mm512_movepi8_mask(xv);
         xs[p] = _mm512_permutexvar_ps(lohi, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xd + 2 * p)))));
     }
-    q8_xside side = {xa, xm, xs};
-    if (n_threads > n_units) n_threads = n_units;
-    if (n_threads < 1) n_threads = 1;
-#pragma omp parallel num_threads(n_threads)
-    {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
-        int lo = (int)((long)n_units * t / T) * Q8_R, hi = (int)((long)n_units * (t + 1) / T) * Q8_R;
-        if (hi > out) hi = out;
-        int o = lo;
-        for (; o + Q8_R <= hi; o += Q8_R) q8_rows(&side, nb, Q8_R, w, o, b, y);
-        for (; o < hi; o++) q8_rows(&side, nb, 1, w, o, b, y);
-    }
+    q8_job job = {{xa, xm, xs}, w, b, y, nb, out};
+    qkv__pool_for(n_units, pool_grain(n_units, n_threads, 256), n_threads, q8_chunk, &job);
     qkv__free_aligned(buf);
 }
 

@@ -99,6 +99,10 @@ qkv_status qkv__gpt2_parse_config(const char *json, size_t len, const char *path
 
 /* ---- matmul kernels (matmul.c) ---------------------------------------------------- */
 
+/* y[N, out] = x[N, in] @ Wb[in, out] (+ b) with Wb the BF16 copy of w: a GEMV for one row,
+ * else BF16 dot products where the CPU has them, else (or out of memory) F32 with w. */
+void qkv__linear_bf16(const float *x, ptrdiff_t ldx, int n, int in, int out, const float *w,
+                      const uint16_t *wb, const float *b, float *y);
 /* y[N, out] = x[N, in] (row stride ldx) @ W[in, out] (+ b[out] if b). */
 void qkv__linear(const float *x, ptrdiff_t ldx, int n, int in, int out, const float *w,
                  const float *b, float *y);
@@ -156,6 +160,11 @@ void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uin
                       const float *b, float *y, int n_threads);
 void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint16_t *eb,
                         float *y, int n_threads);
+/* y[n, out] = x[n, in] @ Wb[in, out] + b with Wb in BF16 and x rounded to BF16, products
+ * summed in FP32 (AVX512_BF16; only when qkv__cpu_has_avx512_bf16). QKV_ENOMEM leaves y undefined. */
+qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, int out, const uint16_t *wb,
+                                 const float *b, float *y, int n_threads);
+int qkv__cpu_has_avx512_bf16(void);
 int qkv__cpu_has_avx512(void);
 void qkv__gelu_tanh_avx512(float *x, size_t n);
 /* Bench helpers: sustained FMA GFLOP/s; best read GB/s over reps passes of buf (64-aligned). */

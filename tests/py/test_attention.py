@@ -214,5 +214,48 @@ def nonfinite_like_torch():
         assert np.array_equal(out[0, 0, 6:, 2], want[0, 0, 6:, 2], equal_nan=True)
 
 
+
+def save_npy_v2(path, a):
+    """A version-2 .npy whose data starts 4 bytes past a 64-byte boundary (header length u32,
+    padded to 16 only), so qkv reads it rather than mapping it."""
+    import struct
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }" % (tuple(a.shape),)
+    hdr += " " * ((16 - (12 + len(hdr) + 1) % 16) % 16) + "\n"
+    if (12 + len(hdr)) % 64 == 0:
+        hdr = hdr[:-1] + " " * 16 + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x02\x00" + struct.pack("<I", len(hdr)) + hdr.encode())
+        f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+    assert (12 + len(hdr)) % 64 != 0
+
+
+@test
+def large_inputs_mapped_or_read_give_the_same_result():
+    """Inputs of 1 MB and more are mapped (NumPy's 64-byte-aligned data), others read; a
+    version-2 file with unaligned data is read: the outputs agree with float64 and with each
+    other bit for bit, and the input files are left as they were (the mapping is private)."""
+    need_torch()
+    rng = np.random.default_rng(21)
+    q, k, v = (rng.uniform(-1, 1, (1, 4, 512, 64)).astype(np.float32) for _ in range(3))  # 512 KB each
+    big = [np.concatenate([a, a[:, :, ::-1]], axis=2) for a in (q, k, v)]                 # 1 MB each
+    t = tmpdir()
+    try:
+        outs = []
+        for tag, arrs, writer in (("mapped", big, np.save), ("read (v2, unaligned)", big, save_npy_v2)):
+            paths = [os.path.join(t, "%s%d.npy" % (n, len(outs))) for n in "qkv"]
+            for p, a in zip(paths, arrs):
+                writer(p, a)
+            before = [open(p, "rb").read() for p in paths]
+            o = os.path.join(t, "o%d.npy" % len(outs))
+            qkv("attention", "--q", paths[0], "--k", paths[1], "--v", paths[2], "--out", o, "--causal")
+            assert [open(p, "rb").read() for p in paths] == before, "%s: an input file changed" % tag
+            outs.append(np.load(o))
+        assert np.array_equal(outs[0], outs[1]), "mapped and read inputs gave different outputs"
+        want = oracle(*big, True, None, 1.0, np.zeros_like(big[0]))[0]
+        err = np.max(np.abs(outs[0] - want) / (1 + np.abs(want)))
+        assert err <= 2e-5, "out err %.3g" % err
+    finally:
+        shutil.rmtree(t, ignore_errors=True)
+
 if __name__ == "__main__":
     run_all()
