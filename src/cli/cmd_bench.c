@@ -19,8 +19,11 @@ static const struct bench {
     {"attention", qkv__bench_attention,
      "[--quick] [--sizes 128,512,...] [--threads N] [--budget SEC] [--no-peers] [--no-decode] [--no-bf16] [--json FILE]",
      "the fused engine against this machine's peak and PyTorch/NumPy (and its BF16 forward)"},
-    {"model", qkv__bench_model, "[--shape gpt2, smollm2 or qwen2.5] [--threads N] [--reps R] [--gen N] [--no-peers] [--quick]",
-     "GPT-2, SmolLM2 or Qwen2.5 shapes: forward and generation against PyTorch on the same weights"},
+    {"model", qkv__bench_model,
+     "[--shape gpt2, smollm2 or qwen2.5] [--threads N] [--rounds R] [--reps N] [--gen N] [--no-peers] [--no-llama] "
+     "[--build-peers] [--quick]",
+     "GPT-2, SmolLM2 or Qwen2.5 shapes: forward and generation (F32, BF16, Q8_0) against PyTorch and, for GPT-2,\n"
+     "  llama.cpp's llama-bench (F32, F16, Q8_0 GGUFs) on the same weights, in R interleaved rounds (default 3)"},
     {"train", qkv__bench_train, "[--threads N] [--steps S] [--quick] [--tiny] [--no-peers] [--no-llmc]",
      "one training step against PyTorch and llm.c"},
     {"serve", qkv__bench_serve,

@@ -252,7 +252,7 @@ static qkv_status npy_read_data(const char *path, FILE *f, qkv__npy *arr) {
             return QKV_OK;
         }
     }
-    arr->data = qkv__alloc_aligned(bytes);
+    arr->data = qkv__alloc_huge(bytes);
     if (!arr->data) return qkv__fail(QKV_ENOMEM, "%s: cannot allocate %zu floats", path, arr->count);
     if (arr->count && fread(arr->data, sizeof(float), arr->count, f) != arr->count)
         return qkv__fail(QKV_EFORMAT, "%s: data is shorter than the shape in its header", path);

@@ -50,6 +50,7 @@ static struct {
     qkv__range_fn fn;        /* written by the caller before it publishes the epoch */
     void *arg;
     _Atomic int n, grain, allowed; /* allowed: workers that may take part (n_threads - 1) */
+    _Atomic int team;              /* allowed + 1 (the caller) */
     long spin_ns;
     int mode;                /* 0: not yet read, 1: pool, 2: OpenMP */
 } pool = {.submit = PTHREAD_MUTEX_INITIALIZER, .sleep_mu = PTHREAD_MUTEX_INITIALIZER,
@@ -77,7 +78,12 @@ static void run_chunks(uint32_t epoch) {
         uint32_t n = (uint32_t)atomic_load_explicit(&pool.n, memory_order_relaxed);
         uint32_t grain = (uint32_t)atomic_load_explicit(&pool.grain, memory_order_relaxed);
         if (next >= n) return;
-        uint32_t hi = n - next > grain ? next + grain : n;
+        /* guided: a chunk is a share of what is left (half of it over the threads), at least
+         * `grain`: the first chunks are long contiguous runs (what a weight stream wants), the
+         * last ones short (what balancing wants) */
+        uint32_t left = n - next, take = left / (2u * (uint32_t)atomic_load_explicit(&pool.team, memory_order_relaxed));
+        if (take < grain) take = grain;
+        uint32_t hi = left > take ? next + take : n;
         if (atomic_compare_exchange_weak_explicit(&pool.state, &s, ((uint64_t)epoch << 32) | hi,
                                                   memory_order_acq_rel, memory_order_acquire)) {
             pool.fn(pool.arg, (int)next, (int)hi);
@@ -147,6 +153,11 @@ static void run_omp(int n, int grain, int n_threads, qkv__range_fn fn, void *arg
     }
 }
 
+void qkv__pool_set_omp(int on) {
+    pthread_once(&pool_once, pool_read_env);
+    pool.mode = on ? 2 : 1;
+}
+
 void qkv__pool_for(int n, int grain, int n_threads, qkv__range_fn fn, void *arg) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
@@ -179,7 +190,9 @@ void qkv__pool_for(int n, int grain, int n_threads, qkv__range_fn fn, void *arg)
     pool.arg = arg;
     atomic_store_explicit(&pool.n, n, memory_order_relaxed);
     atomic_store_explicit(&pool.grain, grain, memory_order_relaxed);
-    atomic_store_explicit(&pool.allowed, workers < n_threads - 1 ? workers : n_threads - 1, memory_order_relaxed);
+    int allowed = workers < n_threads - 1 ? workers : n_threads - 1;
+    atomic_store_explicit(&pool.allowed, allowed, memory_order_relaxed);
+    atomic_store_explicit(&pool.team, allowed + 1, memory_order_relaxed);
     atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
     epoch++;
     atomic_store(&pool.state, (uint64_t)epoch << 32); /* publish (seq_cst: before reading sleepers) */

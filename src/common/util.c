@@ -15,26 +15,29 @@
 #include <omp.h>
 #endif
 
-/* Big blocks (weights, caches, the CLI's arrays) are 2 MB aligned and asked to be backed by
- * transparent huge pages: first touch then takes one fault per 2 MB instead of one per 4 KB,
- * which on a virtual machine was a tenth of `qkv attention`'s time at N = 4096. */
-#define HUGE_MIN ((size_t)8 << 20)
-#define HUGE_PAGE ((size_t)2 << 20)
-
 void *qkv__alloc_aligned(size_t n_bytes) {
     if (n_bytes == 0) n_bytes = 64;
     size_t rounded;
-    if (n_bytes >= HUGE_MIN && qkv__add_size(n_bytes, HUGE_PAGE - 1, &rounded)) {
-        rounded &= ~(HUGE_PAGE - 1);
-        void *p = aligned_alloc(HUGE_PAGE, rounded);
-#ifdef MADV_HUGEPAGE
-        if (p) (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: refused is fine */
-#endif
-        return p;
-    }
     if (!qkv__add_size(n_bytes, 63, &rounded)) return NULL;
     rounded &= ~(size_t)63;
     return aligned_alloc(64, rounded);
+}
+
+/* 2 MB aligned and asked to be backed by transparent huge pages: first touch then takes one
+ * fault per 2 MB instead of one per 4 KB, which on a virtual machine was a tenth of `qkv
+ * attention`'s time at N = 4096. Only for buffers written whole (a huge page is committed at
+ * its first touch: a KV cache or scratch sized for the worst case would cost its full size). */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *qkv__alloc_huge(size_t n_bytes) {
+    size_t rounded;
+    if (n_bytes < 4 * HUGE_PAGE || !qkv__add_size(n_bytes, HUGE_PAGE - 1, &rounded)) return qkv__alloc_aligned(n_bytes);
+    rounded &= ~(HUGE_PAGE - 1);
+    void *p = aligned_alloc(HUGE_PAGE, rounded);
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: refused is fine */
+#endif
+    return p;
 }
 
 void qkv__free_aligned(void *p) { free(p); }

@@ -309,9 +309,14 @@ typedef struct {
 
 #define GEMV_UNITS_MAX 16 /* 32-column units a chunk: 512 columns, the BF16 accumulators 2 KB */
 
-/* Columns [32 u0, 32 u1) of y = x @ W + b. */
+/* Columns [32 u0, 32 u1) of y = x @ W + b, at most GEMV_UNITS_MAX units at a time (the pool
+ * runs a whole loop in one call when it runs it inline). */
 static void gemv_chunk(void *arg, int u0, int u1) {
     const gemv_job *j = arg;
+    if (j->wb && u1 - u0 > GEMV_UNITS_MAX) { /* (the BF16 accumulators' room) */
+        for (int u = u0; u < u1; u += GEMV_UNITS_MAX) gemv_chunk(arg, u, u1 - u < GEMV_UNITS_MAX ? u1 : u + GEMV_UNITS_MAX);
+        return;
+    }
     int lo = 32 * u0, hi = 32 * u1 < j->out ? 32 * u1 : j->out;
     for (int o = lo; o < hi; o++) j->y[o] = j->b ? j->b[o] : 0.0f;
     int nb = j->wb ? (hi - lo) / 32 : 0;
