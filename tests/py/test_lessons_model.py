@@ -40,7 +40,7 @@ MODEL = os.environ.get("QKV_LESSON_MODEL") or os.path.join(ROOT, "models", "qkv-
 # the issue's goals, and for each shipped model the floors (just under what it measures) that
 # guard the goals it does not meet yet (see the docstring); any other folder must meet the goals
 GOAL = {"agreement": 0.90, "induction": 0.5, "prev": 0.7, "senses": 0.8}
-FLOORS = {"qkv-lessons": {"agreement": 0.85, "induction": 0.22, "prev": 0.36, "senses": 0.76},
+FLOORS = {"qkv-lessons": {"agreement": 0.81, "induction": 0.70, "prev": 0.66, "senses": 0.81},
           "qkv-lessons-llama": {"agreement": 0.86, "induction": 0.75, "prev": 0.40, "senses": 0.66}}
 FLOOR = FLOORS.get(os.path.basename(os.path.normpath(MODEL)), GOAL)
 torch.set_num_threads(2)
