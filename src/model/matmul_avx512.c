@@ -46,6 +46,25 @@ static void pack_panel(const float *src, ptrdiff_t ld, int trans, int k0, int kc
     }
 }
 
+/* C[mr x nr] = bias + acc (first) or C + acc: the end of both 12 x 32 kernels. */
+static inline __attribute__((always_inline)) void store_tile(__m512 acc[MR][2], float *c, ptrdiff_t ldc, int mr,
+                                                             int nr, int first, const float *bias) {
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (first && bias) {
+        bias0 = _mm512_maskz_loadu_ps(m0, bias);
+        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + r * ldc;
+        __m512 c0 = first ? bias0 : _mm512_maskz_loadu_ps(m0, cr);
+        __m512 c1 = first ? bias1 : _mm512_maskz_loadu_ps(m1, cr + 16);
+        _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(c0, acc[r][0]));
+        _mm512_mask_storeu_ps(cr + 16, m1, _mm512_add_ps(c1, acc[r][1]));
+    }
+}
+
 /* C[mr x nr] (+)= A[MR x kc] @ Bp[kc x NR]. A rows have stride lda (MR rows always readable).
  * first: C = bias + product (bias may be NULL); else C += product. */
 static void kernel_12x32(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
@@ -62,20 +81,7 @@ static void kernel_12x32(int kc, const float *a, ptrdiff_t lda, const float *bp,
             acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
         }
     }
-    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
-    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
-    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-    if (first && bias) {
-        bias0 = _mm512_maskz_loadu_ps(m0, bias);
-        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-    }
-    for (int r = 0; r < mr; r++) {
-        float *cr = c + r * ldc;
-        __m512 c0 = first ? bias0 : _mm512_maskz_loadu_ps(m0, cr);
-        __m512 c1 = first ? bias1 : _mm512_maskz_loadu_ps(m1, cr + 16);
-        _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(c0, acc[r][0]));
-        _mm512_mask_storeu_ps(cr + 16, m1, _mm512_add_ps(c1, acc[r][1]));
-    }
+    store_tile(acc, c, ldc, mr, nr, first, bias);
 }
 
 /* Packs rows k0..k0+kc of B's columns j0..j0+nc into panels of NR columns (zero-padded),
@@ -460,20 +466,7 @@ static void kernel_bf16_12x32(int kp, const uint32_t *a, ptrdiff_t lda, const ui
             acc[r][1] = dp_bf16(acc[r][1], av, b1);
         }
     }
-    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
-    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
-    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-    if (first && bias) {
-        bias0 = _mm512_maskz_loadu_ps(m0, bias);
-        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-    }
-    for (int r = 0; r < mr; r++) {
-        float *cr = c + r * ldc;
-        __m512 c0 = first ? bias0 : _mm512_maskz_loadu_ps(m0, cr);
-        __m512 c1 = first ? bias1 : _mm512_maskz_loadu_ps(m1, cr + 16);
-        _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(c0, acc[r][0]));
-        _mm512_mask_storeu_ps(cr + 16, m1, _mm512_add_ps(c1, acc[r][1]));
-    }
+    store_tile(acc, c, ldc, mr, nr, first, bias);
 }
 
 #define BF16_PANELS_MAX 8 /* panels (of 32 columns) a chunk */
