@@ -1078,9 +1078,8 @@ int qkv__bench_model(int argc, char **argv) {
             else printf(" %s dropped (%s);", lt_name[t], lp->why[t]);
         printf(" the GGUFs by qkv's writer (qkv convert --to gguf), llama.cpp's GPT-2 vocabulary\n");
     }
-    else if (is_gpt2)
-        printf("reference (research/gpt2-peers.md, 2 threads): llama.cpp F32 ~870-940 / ~640-690 prompt, "
-               "~52-56 generating\n");
+    else if (is_gpt2) /* no figure from another run stands in for the peer */
+        printf("llama.cpp: not in this run (build it with tools/setup.sh --bench, or qkv bench model --build-peers)\n");
 
     json_t *o = json_object();
     json_object_set_new(o, "bench", json_string("model"));

@@ -300,6 +300,48 @@ static void test_gemv_bf16(void) {
     qkv_set_threads(0);
 }
 
+/* Both GEMV layouts (rows split into 128-row chunks with partial sums, and column slices), F32
+ * and BF16, against float64 sums: rows across several chunks with a ragged last one, BF16
+ * 32-column blocks with tails, bias; and the row split gives the same bits at 1 and 2 threads. */
+static void test_gemv_rows_and_columns(void) {
+    static const int ins[] = {1, 5, 128, 129, 301, 1030}, outs[] = {1, 16, 31, 64, 101, 800};
+    for (size_t a = 0; a < sizeof ins / sizeof *ins; a++)
+        for (size_t c = 0; c < sizeof outs / sizeof *outs; c++) {
+            int in = ins[a], out = outs[c];
+            float *x = malloc(sizeof(float) * (size_t)in), *w = malloc(sizeof(float) * (size_t)in * out),
+                  *b = malloc(sizeof(float) * (size_t)out), *y = malloc(sizeof(float) * (size_t)out),
+                  *y1 = malloc(sizeof(float) * (size_t)out);
+            uint16_t *wb = malloc(sizeof(uint16_t) * (size_t)in * out);
+            ASSERT(x && w && b && y && y1 && wb);
+            for (int i = 0; i < in; i++) x[i] = frand();
+            for (int i = 0; i < out; i++) b[i] = frand();
+            for (size_t i = 0; i < (size_t)in * out; i++) {
+                wb[i] = qkv__f32_to_bf16(frand());
+                w[i] = qkv__bf16_to_f32(wb[i]); /* the same values in both types */
+            }
+            for (int cols = 0; cols <= 1; cols++)
+                for (int bf = 0; bf <= 1; bf++) {
+                    qkv__gemv_set_cols(cols);
+                    for (int t = 1; t <= 2; t++) {
+                        qkv_set_threads(t);
+                        qkv__gemv(x, in, out, bf ? NULL : w, bf ? wb : NULL, b, t == 1 ? y1 : y);
+                    }
+                    for (int o = 0; o < out; o++) {
+                        double r = b[o], mag = fabs(b[o]);
+                        for (int k = 0; k < in; k++) {
+                            r += (double)x[k] * w[(size_t)k * out + o];
+                            mag += fabs((double)x[k] * w[(size_t)k * out + o]);
+                        }
+                        ASSERT_CLOSE(y[o], r, (in + 1) * 1.2e-7 * mag + 1e-30);
+                        ASSERT(y[o] == y1[o]); /* summation order fixed by the chunks, not the threads */
+                    }
+                }
+            qkv__gemv_set_cols(0);
+            qkv_set_threads(0);
+            free(x), free(w), free(b), free(y), free(y1), free(wb);
+        }
+}
+
 /* The prompt's BF16 GEMM: against float64 sums of the same BF16-rounded operands, the only
  * error left is float32 summation, |err| <= K 2^-23 sum |x_k w_kj| (+ the bias's rounding);
  * shapes cover the 12-row tiles, 32-column panels, odd K (a zero-padded last pair), K across
@@ -1052,6 +1094,7 @@ int main(void) {
     RUN(test_safetensors_survives_corruption);
     RUN(test_matmul_kernels_match_a_plain_loop);
     RUN(test_gemv_bf16);
+    RUN(test_gemv_rows_and_columns);
     RUN(test_gemm_bf16);
     RUN(test_forward_bf16_prompt);
     RUN(test_q8_quantize);

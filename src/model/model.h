@@ -160,6 +160,9 @@ void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uin
                       const float *b, float *y, int n_threads);
 void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint16_t *eb,
                         float *y, int n_threads);
+/* 1: the F32/BF16 GEMV by column slices (as QKV_GEMV=cols) instead of by rows, for the bench's
+ * before/after and the tests; 0: by rows. Not while a GEMV runs. */
+void qkv__gemv_set_cols(int on);
 /* y[n, out] = x[n, in] @ Wb[in, out] + b with Wb in BF16 and x rounded to BF16, products
  * summed in FP32 (AVX512_BF16; only when qkv__cpu_has_avx512_bf16). QKV_ENOMEM leaves y undefined. */
 qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, int out, const uint16_t *wb,
