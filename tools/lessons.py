@@ -40,6 +40,14 @@ TRAIN_PREPS = ["near", "by", "beside", "under", "on", "in", "of", "with", "from"
                "at", "inside", "outside", "around", "along", "above", "below", "past", "beyond"]
 HELDOUT_PREPS = ["to", "behind", "across", "over", "against"]
 HELDOUT_NOUNS_ALWAYS = {"key", "cabinet"}
+# version 6: more and longer attractor phrases (none contains a held-out preposition), so "skip
+# the phrase, find the subject" is learned over many shapes rather than nineteen words
+EXTRA_PREPS = ["between", "among", "into", "onto", "within", "without", "beneath", "upon", "off",
+               "like", "about", "after", "before", "during", "through", "toward", "underneath",
+               "throughout", "despite", "except", "opposite", "in front of", "on top of",
+               "because of", "instead of", "out of", "ahead of", "in spite of", "far from",
+               "made of", "full of", "made by", "found in", "kept in", "sold at", "left on",
+               "owned by", "used for", "seen from", "built near", "taken from"]
 
 IRREGULAR = {"man": "men", "woman": "women", "child": "children", "foot": "feet", "tooth": "teeth",
              "mouse": "mice", "person": "people", "goose": "geese", "knife": "knives",
@@ -278,6 +286,63 @@ class Gen:
             subj = "%s that %s %s" % (self.np(n1, p1), self.np(n2, p2), base if p2 else v3)
         return subj, p1
 
+    def subject_with_attractor_v6(self):
+        """Plural subjects under singular attractors more often (the error the model made), and
+        attractor phrases of many shapes; the subject's number is all that decides the verb."""
+        n1, n2 = self.anoun(), self.anoun()
+        p1 = self.r.random() < 0.6
+        p2 = (not p1) if self.r.random() < 0.85 else p1
+        prep = lambda: self.c(TRAIN_PREPS + EXTRA_PREPS)
+        kind = self.r.random()
+        if kind < 0.55:
+            subj = "%s %s %s" % (self.np(n1, p1), prep(), self.np(n2, p2))
+        elif kind < 0.72:
+            subj = "%s %s %s %s %s" % (self.np(n1, p1), prep(), self.np(n2, p2), prep(),
+                                      self.np(self.anoun(), p2 if self.r.random() < 0.7 else p1))
+        elif kind < 0.86:
+            v3, base = self.c(self.verbs)
+            subj = "%s that %s %s" % (self.np(n1, p1), self.np(n2, p2), base if p2 else v3)
+        else:  # a name or a number word in between: the attractor need not be a noun phrase
+            subj = "%s %s %s and %s" % (self.np(n1, p1), prep(), self.c(self.names), self.np(n2, p2))
+        return subj, p1
+
+    def agreement_v7(self):
+        """As version 6, and a quarter of the attractors joined by any common word (not a
+        held-out preposition): whatever stands between, the verb agrees with the first noun."""
+        if self.r.random() >= 0.25:
+            return self.agreement_v6()
+        n1, n2 = self.anoun(), self.anoun()
+        p1 = self.r.random() < 0.6
+        p2 = (not p1) if self.r.random() < 0.85 else p1
+        word = self.c(self.joiners)
+        s = "%s %s %s %s" % (self.np(n1, p1), word, self.np(n2, p2), self.predicate(p1))
+        return s[0].upper() + s[1:] + "."
+
+    def agreement_v6(self):
+        subj, pl = self.subject_with_attractor_v6()
+        s = subj + " " + self.predicate(pl)
+        return s[0].upper() + s[1:] + "."
+
+    def number_cues_v6(self):
+        """More ways to show a noun's number without making it a subject: counts, pronouns that
+        refer back ("They were ..."), and "each"/"both" frames."""
+        n = self.c(self.held_nouns if self.r.random() < 0.6 else self.nouns)
+        name = self.c(self.names)
+        pl = self.r.random() < 0.55
+        t = self.r.randrange(4)
+        if t == 0:
+            return self.number_cues()
+        word = n[1] if pl else n[0]
+        if t == 1:
+            det = self.c(["two", "three", "some", "these", "those", "his", "the"]) if pl else self.c(["a", "one", "this", "that", "his", "the"])
+            return "%s %s %s. %s %s." % (name, self.c(["found", "saw", "bought", "lost", "kept", "painted"]), det + " " + word,
+                                         "They were" if pl else "It was", self.c(self.adjs))
+        if t == 2:
+            return "%s %s %s %s." % (name, self.c(["counted", "saw", "wanted", "drew"]),
+                                     self.c(["both", "all the", "many", "a few", "twenty"]) if pl else self.c(["each", "every", "a single", "one more"]), word)
+        return "%s %s %s %s." % (name, self.c(["put", "left", "hid"]), self.c(["the", "his", "her"]) + " " + word,
+                                 self.c(["with the others", "next to each other", "side by side", "in a pile"]) if pl else self.c(["by itself", "alone", "in a corner", "on its side"]))
+
     def agreement(self):
         subj, pl = self.subject_with_attractor()
         s = subj + " " + self.predicate(pl)
@@ -464,7 +529,29 @@ class Gen:
         return "%s looked at the %s for a long time, and then %s %s." % (
             name, n[0], pro, self.c(["smiled", "left", "sat down", "laughed", "went home", "wrote a letter"]))
 
+    def passage_v6(self):
+        parts = self.mix_parts([(0.30, self.agreement_v6), (0.08, self.agreement_embedded), (0.04, self.prep_phrases),
+                                (0.10, self.number_cues_v6), (0.08, self.sense_passage), (0.03, self.lesson_examples),
+                                (0.06, self.story), (0.04, self.repeat_v4), (0.15, self.repeat_v5),
+                                (0.03, self.lesson_objects_v4)])
+        if len(parts) >= 3 and self.r.random() < 0.4:
+            parts.append(self.c(parts[:-1]))
+        return " ".join(parts)
+
+    def passage_v7(self):
+        parts = self.mix_parts([(0.32, self.agreement_v7), (0.08, self.agreement_embedded), (0.04, self.prep_phrases),
+                                (0.10, self.number_cues_v6), (0.08, self.sense_passage), (0.03, self.lesson_examples),
+                                (0.06, self.story), (0.04, self.repeat_v4), (0.13, self.repeat_v5),
+                                (0.03, self.lesson_objects_v4)])
+        if len(parts) >= 3 and self.r.random() < 0.4:
+            parts.append(self.c(parts[:-1]))
+        return " ".join(parts)
+
     def passage(self):
+        if self.version >= 7:
+            return self.passage_v7()
+        if self.version >= 6:
+            return self.passage_v6()
         if self.version >= 5:
             return self.passage_v5()
         if self.version >= 4:
@@ -547,17 +634,20 @@ def main():
     ap.add_argument("brown_dir")
     ap.add_argument("--bytes", type=int, default=6_000_000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--version", type=int, default=2, choices=(1, 2, 3, 4, 5),
+    ap.add_argument("--version", type=int, default=2, choices=(1, 2, 3, 4, 5, 6, 7),
                     help="1: the first phase's templates; 2 adds embedded clauses and phrases with every "
                          "preposition; 3 adds repeats without a cue word; 4 adds long repeats at a distance, "
                          "earlier sentences said again, and keys/cabinets mid-sentence; 5 adds random runs of any "
-                         "common word said again (a fifth of the sentences)")
+                         "common word said again (a fifth of the sentences); 6: attractor phrases of many shapes (41 more "
+                         "prepositions and phrases), plural subjects under singular attractors more often, more number cues; 7: a quarter "
+                         "of the attractors joined by any common word (never a held-out preposition)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--probes", help="write the held-out nouns and prepositions (JSON)")
     a = ap.parse_args()
     lex = read_lexicon(a.brown_dir)
     g = Gen(lex, random.Random(a.seed), a.version)
     g.words = read_words(a.brown_dir)
+    g.joiners = [w for w in g.words if w not in HELDOUT_PREPS]
     out, n = [], 0
     while n < a.bytes:
         p = g.passage() + "\n\n"
