@@ -530,22 +530,16 @@ class Gen:
             name, n[0], pro, self.c(["smiled", "left", "sat down", "laughed", "went home", "wrote a letter"]))
 
     def passage_v6(self):
-        parts = self.mix_parts([(0.30, self.agreement_v6), (0.08, self.agreement_embedded), (0.04, self.prep_phrases),
+        return self.passage_of([(0.30, self.agreement_v6), (0.08, self.agreement_embedded), (0.04, self.prep_phrases),
                                 (0.10, self.number_cues_v6), (0.08, self.sense_passage), (0.03, self.lesson_examples),
                                 (0.06, self.story), (0.04, self.repeat_v4), (0.15, self.repeat_v5),
                                 (0.03, self.lesson_objects_v4)])
-        if len(parts) >= 3 and self.r.random() < 0.4:
-            parts.append(self.c(parts[:-1]))
-        return " ".join(parts)
 
     def passage_v7(self):
-        parts = self.mix_parts([(0.32, self.agreement_v7), (0.08, self.agreement_embedded), (0.04, self.prep_phrases),
+        return self.passage_of([(0.32, self.agreement_v7), (0.08, self.agreement_embedded), (0.04, self.prep_phrases),
                                 (0.10, self.number_cues_v6), (0.08, self.sense_passage), (0.03, self.lesson_examples),
                                 (0.06, self.story), (0.04, self.repeat_v4), (0.13, self.repeat_v5),
                                 (0.03, self.lesson_objects_v4)])
-        if len(parts) >= 3 and self.r.random() < 0.4:
-            parts.append(self.c(parts[:-1]))
-        return " ".join(parts)
 
     def passage(self):
         if self.version >= 7:
@@ -608,25 +602,25 @@ class Gen:
                          (0.09, self.number_cues), (0.12, self.sense_passage), (0.03, self.lesson_examples),
                          (0.09, self.story), (0.13, self.repeat_v3), (0.02, self.lesson_objects), (0.04, self.pronoun)])
 
+    def passage_of(self, kinds):
+        """A passage from kinds (as mix), and 40% of the time one of its sentences said again at
+        the end: induction over ordinary prose."""
+        parts = self.mix_parts(kinds)
+        if len(parts) >= 3 and self.r.random() < 0.4:
+            parts.append(self.c(parts[:-1]))
+        return " ".join(parts)
+
     def passage_v4(self):
-        parts = self.mix_parts([(0.30, self.agreement), (0.10, self.agreement_embedded), (0.06, self.prep_phrases),
+        return self.passage_of([(0.30, self.agreement), (0.10, self.agreement_embedded), (0.06, self.prep_phrases),
                                 (0.08, self.number_cues), (0.11, self.sense_passage), (0.03, self.lesson_examples),
                                 (0.09, self.story), (0.08, self.repeat_v3), (0.07, self.repeat_v4),
                                 (0.03, self.lesson_objects_v4), (0.05, self.pronoun)])
-        # an earlier sentence said again at the end: induction over ordinary prose
-        if len(parts) >= 3 and self.r.random() < 0.4:
-            parts.append(self.c(parts[:-1]))
-        return " ".join(parts)
-
 
     def passage_v5(self):
-        parts = self.mix_parts([(0.24, self.agreement), (0.09, self.agreement_embedded), (0.05, self.prep_phrases),
+        return self.passage_of([(0.24, self.agreement), (0.09, self.agreement_embedded), (0.05, self.prep_phrases),
                                 (0.06, self.number_cues), (0.09, self.sense_passage), (0.03, self.lesson_examples),
                                 (0.07, self.story), (0.04, self.repeat_v3), (0.05, self.repeat_v4),
                                 (0.18, self.repeat_v5), (0.03, self.lesson_objects_v4)])
-        if len(parts) >= 3 and self.r.random() < 0.4:
-            parts.append(self.c(parts[:-1]))
-        return " ".join(parts)
 
 
 def main():
