@@ -569,7 +569,7 @@ static float *part_get(size_t n) {
     return b->p;
 }
 
-static int gemv_cols_mode = -1; /* -1: not yet read from QKV_GEMV */
+static _Atomic int gemv_cols_mode = -1; /* -1: not yet read from QKV_GEMV (atomic: server threads read it) */
 
 void qkv__gemv_set_cols(int on) { gemv_cols_mode = on; }
 
