@@ -259,6 +259,42 @@ static void test_matmul_kernels_match_a_plain_loop(void) {
             }
 }
 
+/* W[in, out] packed as the model's BF16 copies are (qkv__bf16p_pack); free() it. */
+static uint16_t *bf16_packed(const float *w, int in, int out) {
+    size_t n = qkv__bf16p_size(in, out);
+    uint16_t *p = aligned_alloc(64, (n * sizeof(uint16_t) + 63) / 64 * 64);
+    ASSERT(p);
+    qkv__bf16p_pack(w, in, out, p);
+    return p;
+}
+
+/* The packed layout: every element where qkv__bf16p_at says, zeros in the padding, 128-byte
+ * panels of pair rows (odd in, out not a multiple of 32). */
+static void test_bf16_pack(void) {
+    static const int ins[] = {1, 2, 7, 64}, outs[] = {1, 31, 32, 70};
+    for (size_t a = 0; a < 4; a++)
+        for (size_t c = 0; c < 4; c++) {
+            int in = ins[a], out = outs[c];
+            float *w = malloc(sizeof(float) * (size_t)in * out);
+            ASSERT(w);
+            for (int i = 0; i < in * out; i++) w[i] = frand();
+            uint16_t *p = bf16_packed(w, in, out);
+            size_t n = qkv__bf16p_size(in, out);
+            ASSERT(n % 64 == 0 && n == (size_t)((out + 31) / 32) * ((in + 1) / 2) * 64);
+            size_t hit = 0;
+            for (int k = 0; k < in; k++)
+                for (int j = 0; j < out; j++) {
+                    ASSERT_EQ_INT(qkv__bf16p_at(p, in, k, j), qkv__f32_to_bf16(w[(size_t)k * out + j]));
+                    hit++;
+                }
+            size_t nonzero = 0;
+            for (size_t i = 0; i < n; i++) nonzero += p[i] != 0;
+            ASSERT(nonzero <= hit); /* the padding is zeros */
+            ASSERT_EQ_INT(p[1], in > 1 ? qkv__f32_to_bf16(w[out]) : 0); /* (1, 0): high half of dword 0 */
+            free(w), free(p);
+        }
+}
+
 static void test_gemv_bf16(void) {
     enum { IN = 70, OUT = 101 }; /* two 32-column units per thread, tails on both sides */
     int in = IN, out = OUT;
@@ -276,7 +312,9 @@ static void test_gemv_bf16(void) {
     for (int k = 0; k < in; k++)
         for (int o = 0; o < out; o++) eb[o * in + k] = wb[k * out + o];
     naive_linear(x, in, 1, in, out, w, NULL, r);
-    qkv__gemv(x, in, out, NULL, wb, NULL, y);
+    uint16_t *wp = bf16_packed(w, in, out);
+    qkv__gemv(x, in, out, NULL, wp, NULL, y);
+    free(wp);
     qkv__gemv_t(x, in, out, NULL, eb, yt);
     for (int o = 0; o < out; o++) {
         ASSERT_CLOSE(y[o], r[o], 1e-4);
@@ -292,17 +330,19 @@ static void test_gemv_bf16(void) {
         w2[i] = qkv__bf16_to_f32(wb2[i]);
     }
     naive_linear(x, IN2, 1, IN2, OUT2, w2, NULL, r2);
+    uint16_t *wp2 = bf16_packed(w2, IN2, OUT2);
     for (int t = 1; t <= 2; t++) {
         qkv_set_threads(t);
-        qkv__gemv(x, IN2, OUT2, NULL, wb2, NULL, y2);
+        qkv__gemv(x, IN2, OUT2, NULL, wp2, NULL, y2);
         for (int o = 0; o < OUT2; o++) ASSERT_CLOSE(y2[o], r2[o], 1e-4);
     }
+    free(wp2);
     qkv_set_threads(0);
 }
 
-/* Both GEMV layouts (rows split into 128-row chunks with partial sums, and column slices), F32
- * and BF16, against float64 sums: rows across several chunks with a ragged last one, BF16
- * 32-column blocks with tails, bias; and the row split gives the same bits at 1 and 2 threads. */
+/* Both F32 GEMV layouts (rows split into 128-row chunks with partial sums, and column slices)
+ * and the BF16 one (packed panels), against float64 sums: rows across several chunks with a
+ * ragged last one, odd rows, 32-column panels with tails, bias; the same bits at 1 and 2 threads. */
 static void test_gemv_rows_and_columns(void) {
     static const int ins[] = {1, 5, 128, 129, 301, 1030}, outs[] = {1, 16, 31, 64, 101, 800};
     for (size_t a = 0; a < sizeof ins / sizeof *ins; a++)
@@ -311,14 +351,11 @@ static void test_gemv_rows_and_columns(void) {
             float *x = malloc(sizeof(float) * (size_t)in), *w = malloc(sizeof(float) * (size_t)in * out),
                   *b = malloc(sizeof(float) * (size_t)out), *y = malloc(sizeof(float) * (size_t)out),
                   *y1 = malloc(sizeof(float) * (size_t)out);
-            uint16_t *wb = malloc(sizeof(uint16_t) * (size_t)in * out);
-            ASSERT(x && w && b && y && y1 && wb);
+            ASSERT(x && w && b && y && y1);
             for (int i = 0; i < in; i++) x[i] = frand();
             for (int i = 0; i < out; i++) b[i] = frand();
-            for (size_t i = 0; i < (size_t)in * out; i++) {
-                wb[i] = qkv__f32_to_bf16(frand());
-                w[i] = qkv__bf16_to_f32(wb[i]); /* the same values in both types */
-            }
+            for (size_t i = 0; i < (size_t)in * out; i++) w[i] = qkv__bf16_to_f32(qkv__f32_to_bf16(frand()));
+            uint16_t *wb = bf16_packed(w, in, out); /* the same values in both types */
             for (int cols = 0; cols <= 1; cols++)
                 for (int bf = 0; bf <= 1; bf++) {
                     qkv__gemv_set_cols(cols);
@@ -365,7 +402,9 @@ static void test_gemm_bf16(void) {
                     wb[i] = qkv__f32_to_bf16(w[i]);
                 }
                 for (int i = 0; i < out; i++) b[i] = frand();
-                ASSERT_OK(qkv__gemm_bf16_avx512(x, ldx, n, in, out, wb, (c & 1) ? b : NULL, y, 2));
+                uint16_t *wp = bf16_packed(w, in, out);
+                ASSERT_OK(qkv__gemm_bf16_avx512(x, ldx, n, in, out, wp, (c & 1) ? b : NULL, y, 2));
+                free(wp);
                 for (int i = 0; i < n; i++)
                     for (int j = 0; j < out; j++) {
                         double s = (c & 1) ? b[j] : 0.0, mag = 0.0;
@@ -1093,6 +1132,7 @@ int main(void) {
     RUN(test_f16_conversion_all_values);
     RUN(test_safetensors_survives_corruption);
     RUN(test_matmul_kernels_match_a_plain_loop);
+    RUN(test_bf16_pack);
     RUN(test_gemv_bf16);
     RUN(test_gemv_rows_and_columns);
     RUN(test_gemm_bf16);

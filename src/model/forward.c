@@ -321,10 +321,10 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
         qkv__block_bf16 bw = {0};
         bw.prompt = bf16 == 2 && n > 1 && model->bf16; /* opts->bf16: the BF16 GEMM for the prompt */
         if (bf16 && (n == 1 || bw.prompt) && model->bf16) {
-            bw.attn_w = model->bf16_attn_w + ul * (size_t)C * m.W;
-            bw.proj_w = model->bf16_proj_w + ul * (size_t)m.Hd * C;
-            bw.fc_w = model->bf16_fc_w + ul * (size_t)C * m.F2;
-            bw.fcproj_w = model->bf16_fcproj_w + ul * (size_t)m.F * C;
+            bw.attn_w = model->bf16_attn_w + ul * qkv__bf16p_size(C, m.W); /* packed (model.h) */
+            bw.proj_w = model->bf16_proj_w + ul * qkv__bf16p_size(m.Hd, C);
+            bw.fc_w = model->bf16_fc_w + ul * qkv__bf16p_size(C, m.F2);
+            bw.fcproj_w = model->bf16_fcproj_w + ul * qkv__bf16p_size(m.F, C);
         }
         if (bf16 && n == 1 && model->q8) { /* Q8_0 rows [out, in / 32]; NULL: no copy of that one */
             if (model->q8_attn_w) bw.q8_attn_w = model->q8_attn_w + ul * (size_t)m.W * (C / 32);

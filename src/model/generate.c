@@ -18,7 +18,6 @@
 
 /* ---- BF16 copies --------------------------------------------------------------------------- */
 
-
 qkv_status qkv_model_use_bf16(qkv_model *model, int on) {
     if (!model) return qkv__fail(QKV_EINVAL, "use_bf16: model is NULL");
     if (!on) {
@@ -29,24 +28,30 @@ qkv_status qkv_model_use_bf16(qkv_model *model, int on) {
     if (model->bf16) return QKV_OK;
     const qkv_model_config *c = &model->cfg;
     qkv__dims m = qkv__dims_of(c);
-    size_t L = (size_t)c->n_layer, C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
-    size_t n_attn = L * C * (size_t)m.W, n_proj = L * (size_t)m.Hd * C, n_fc = L * C * (size_t)m.F2,
-           n_fcp = L * (size_t)m.F * C, n_out = V * C;
-    size_t total = n_attn + n_proj + n_fc + n_fcp + n_out;
-    uint16_t *b = (uint16_t *)qkv__alloc_params((total + 1) / 2);
-    if (!b) return qkv__fail(QKV_ENOMEM, "use_bf16: cannot allocate %.1f MB", (double)total * 2e-6);
+    int L = c->n_layer, C = c->n_embd, V = c->vocab_size;
+    /* the block matrices packed (qkv__bf16p_pack), the head [V, C] row by row as it is */
+    const int in[4] = {C, m.Hd, C, m.F}, out[4] = {m.W, C, m.F2, C};
     const float *src[5] = {model->p.attn_w, model->p.proj_w, model->p.fc_w, model->p.fcproj_w,
                            model->p.lm_head ? model->p.lm_head : model->p.wte};
-    size_t cnt[5] = {n_attn, n_proj, n_fc, n_fcp, n_out};
+    size_t cnt[5], total = 0;
+    for (int t = 0; t < 4; t++) total += cnt[t] = (size_t)L * qkv__bf16p_size(in[t], out[t]);
+    total += cnt[4] = (size_t)V * C;
+    uint16_t *b = (uint16_t *)qkv__alloc_params((total + 1) / 2);
+    if (!b) return qkv__fail(QKV_ENOMEM, "use_bf16: cannot allocate %.1f MB", (double)total * 2e-6);
     uint16_t *at = b, *starts[5];
     for (int t = 0; t < 5; t++) {
         starts[t] = at;
-        const float *s = src[t];
-        size_t n = cnt[t];
-        int nt = qkv__model_threads();
+        if (t < 4) {
+            for (int l = 0; l < L; l++)
+                qkv__bf16p_pack(src[t] + (size_t)l * in[t] * out[t], in[t], out[t], at + (size_t)l * (cnt[t] / L));
+        } else {
+            const float *s = src[t];
+            size_t n = cnt[t];
+            int nt = qkv__model_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t i = 0; i < n; i++) at[i] = qkv__f32_to_bf16(s[i]);
-        at += n;
+            for (size_t i = 0; i < n; i++) at[i] = qkv__f32_to_bf16(s[i]);
+        }
+        at += cnt[t];
     }
     model->bf16_attn_w = starts[0];
     model->bf16_proj_w = starts[1];

@@ -161,6 +161,26 @@ int qkv__cpu_has_avx512_bf16(void) {
     return has;
 }
 
+size_t qkv__bf16p_size(int in, int out) {
+    return (size_t)((out + QKV__BF16P_NR - 1) / QKV__BF16P_NR) * (((size_t)in + 1) / 2) * QKV__BF16P_NR * 2;
+}
+
+void qkv__bf16p_pack(const float *w, int in, int out, uint16_t *dst) {
+    const int n_panels = (out + QKV__BF16P_NR - 1) / QKV__BF16P_NR, kp = (in + 1) / 2;
+    /* panel by panel, a pair row at a time: reads two rows' 32-column slices, writes 128 bytes */
+#pragma omp parallel for num_threads(qkv__model_threads()) schedule(static)
+    for (int p = 0; p < n_panels; p++) {
+        uint16_t *d = dst + (size_t)p * kp * QKV__BF16P_NR * 2;
+        for (int q = 0; q < kp; q++)
+            for (int c = 0; c < QKV__BF16P_NR; c++) {
+                int j = p * QKV__BF16P_NR + c, k = 2 * q;
+                d[(size_t)q * QKV__BF16P_NR * 2 + 2 * c] = j < out ? qkv__f32_to_bf16(w[(size_t)k * out + j]) : 0;
+                d[(size_t)q * QKV__BF16P_NR * 2 + 2 * c + 1] =
+                    j < out && k + 1 < in ? qkv__f32_to_bf16(w[(size_t)(k + 1) * out + j]) : 0;
+            }
+    }
+}
+
 void qkv__linear_bf16(const float *x, ptrdiff_t ldx, int n, int in, int out, const float *w,
                       const uint16_t *wb, const float *b, float *y) {
     if (n == 1 && wb) {
@@ -222,8 +242,7 @@ void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *
         for (int k = 0; k < in; k++) {
             float xv = x[k];
             if (wb) {
-                const uint16_t *wr = wb + (size_t)k * out;
-                for (int o = lo; o < hi; o++) y[o] += xv * qkv__bf16_to_f32(wr[o]);
+                for (int o = lo; o < hi; o++) y[o] += xv * qkv__bf16_to_f32(qkv__bf16p_at(wb, in, k, o));
             } else {
                 const float *wr = w + (size_t)k * out;
                 for (int o = lo; o < hi; o++) y[o] += xv * wr[o];

@@ -190,14 +190,6 @@ void qkv__gemm_nt_avx512(const float *x, ptrdiff_t ldx, int n, int c, int v, con
 
 /* ---- GEMV ------------------------------------------------------------------------------ */
 
-static inline __m512 load16(const float *w, const uint16_t *wb, size_t at) {
-    if (wb) {
-        __m256i h = _mm256_loadu_si256((const __m256i *)(wb + at));
-        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    }
-    return _mm512_loadu_ps(w + at);
-}
-
 static inline __m512 load16_mask(const float *w, const uint16_t *wb, size_t at, __mmask16 m) {
     if (wb) {
         __m256i h = _mm256_maskz_loadu_epi16(m, wb + at);
@@ -213,97 +205,31 @@ static inline __m512 bf16_hi(__m512i w) {
     return _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32((int)0xFFFF0000u)));
 }
 
-/* Accumulators of (even, odd) columns of a 32-column block back to column order. */
-static inline void pairs_to_columns(__m512 ae, __m512 ao, __m512 *c0, __m512 *c1) {
-    const __m512i idx_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i idx_hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-    *c0 = _mm512_permutex2var_ps(ae, idx_lo, ao);
-    *c1 = _mm512_permutex2var_ps(ae, idx_hi, ao);
-}
-
-/* F32 or BF16 columns [lo, hi) of y = x @ W, one 16-column vector at a time (the F32 path,
- * and BF16 tails). */
-static void gemv_cols(const float *x, int in, int out, const float *w, const uint16_t *wb,
-                      float *y, int lo, int hi) {
+/* F32 columns [lo, hi) of y += x @ W, one 16-column vector at a time (the column-slice path). */
+static void gemv_cols(const float *x, int in, int out, const float *w, float *y, int lo, int hi) {
     int k = 0;
     for (; k + 4 <= in; k += 4) {
         __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]),
                x2 = _mm512_set1_ps(x[k + 2]), x3 = _mm512_set1_ps(x[k + 3]);
-        size_t r0 = (size_t)k * out, r1 = r0 + out, r2 = r1 + out, r3 = r2 + out;
-        int o = lo;
-        for (; o + 16 <= hi; o += 16) {
-            __m512 acc = _mm512_loadu_ps(y + o);
-            acc = _mm512_fmadd_ps(x0, load16(w, wb, r0 + o), acc);
-            acc = _mm512_fmadd_ps(x1, load16(w, wb, r1 + o), acc);
-            acc = _mm512_fmadd_ps(x2, load16(w, wb, r2 + o), acc);
-            acc = _mm512_fmadd_ps(x3, load16(w, wb, r3 + o), acc);
-            _mm512_storeu_ps(y + o, acc);
-        }
-        if (o < hi) {
-            __mmask16 m = (__mmask16)((1u << (hi - o)) - 1);
-            __m512 acc = _mm512_maskz_loadu_ps(m, y + o);
-            acc = _mm512_fmadd_ps(x0, load16_mask(w, wb, r0 + o, m), acc);
-            acc = _mm512_fmadd_ps(x1, load16_mask(w, wb, r1 + o, m), acc);
-            acc = _mm512_fmadd_ps(x2, load16_mask(w, wb, r2 + o, m), acc);
-            acc = _mm512_fmadd_ps(x3, load16_mask(w, wb, r3 + o, m), acc);
-            _mm512_mask_storeu_ps(y + o, m, acc);
-        }
-    }
-    for (; k < in; k++) {
-        __m512 x0 = _mm512_set1_ps(x[k]);
-        size_t r0 = (size_t)k * out;
+        const float *r0 = w + (size_t)k * out, *r1 = r0 + out, *r2 = r1 + out, *r3 = r2 + out;
         for (int o = lo; o < hi; o += 16) {
             __mmask16 m = (__mmask16)(hi - o >= 16 ? 0xffff : (1u << (hi - o)) - 1);
             __m512 acc = _mm512_maskz_loadu_ps(m, y + o);
-            acc = _mm512_fmadd_ps(x0, load16_mask(w, wb, r0 + o, m), acc);
+            acc = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, r0 + o), acc);
+            acc = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m, r1 + o), acc);
+            acc = _mm512_fmadd_ps(x2, _mm512_maskz_loadu_ps(m, r2 + o), acc);
+            acc = _mm512_fmadd_ps(x3, _mm512_maskz_loadu_ps(m, r3 + o), acc);
             _mm512_mask_storeu_ps(y + o, m, acc);
-        }
-    }
-}
-
-/* BF16 columns [lo, lo + 32 nb): accumulators kept as (even, odd) column halves in acc
- * (32 nb floats, zeroed), interleaved back into y at the end. */
-static void gemv_bf16_pairs(const float *x, int in, int out, const uint16_t *wb, float *y, int lo,
-                            int nb, float *acc) {
-    int k = 0;
-    for (; k + 4 <= in; k += 4) {
-        __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]),
-               x2 = _mm512_set1_ps(x[k + 2]), x3 = _mm512_set1_ps(x[k + 3]);
-        const uint16_t *r0 = wb + (size_t)k * out + lo, *r1 = r0 + out, *r2 = r1 + out, *r3 = r2 + out;
-        for (int bi = 0; bi < nb; bi++) {
-            float *a = acc + bi * 32;
-            __m512 ae = _mm512_load_ps(a), ao = _mm512_load_ps(a + 16);
-            __m512i w0 = _mm512_loadu_si512(r0 + bi * 32), w1 = _mm512_loadu_si512(r1 + bi * 32),
-                    w2 = _mm512_loadu_si512(r2 + bi * 32), w3 = _mm512_loadu_si512(r3 + bi * 32);
-            ae = _mm512_fmadd_ps(x0, bf16_lo(w0), ae);
-            ao = _mm512_fmadd_ps(x0, bf16_hi(w0), ao);
-            ae = _mm512_fmadd_ps(x1, bf16_lo(w1), ae);
-            ao = _mm512_fmadd_ps(x1, bf16_hi(w1), ao);
-            ae = _mm512_fmadd_ps(x2, bf16_lo(w2), ae);
-            ao = _mm512_fmadd_ps(x2, bf16_hi(w2), ao);
-            ae = _mm512_fmadd_ps(x3, bf16_lo(w3), ae);
-            ao = _mm512_fmadd_ps(x3, bf16_hi(w3), ao);
-            _mm512_store_ps(a, ae);
-            _mm512_store_ps(a + 16, ao);
         }
     }
     for (; k < in; k++) {
         __m512 x0 = _mm512_set1_ps(x[k]);
-        const uint16_t *r0 = wb + (size_t)k * out + lo;
-        for (int bi = 0; bi < nb; bi++) {
-            float *a = acc + bi * 32;
-            __m512i w0 = _mm512_loadu_si512(r0 + bi * 32);
-            _mm512_store_ps(a, _mm512_fmadd_ps(x0, bf16_lo(w0), _mm512_load_ps(a)));
-            _mm512_store_ps(a + 16, _mm512_fmadd_ps(x0, bf16_hi(w0), _mm512_load_ps(a + 16)));
+        const float *r0 = w + (size_t)k * out;
+        for (int o = lo; o < hi; o += 16) {
+            __mmask16 m = (__mmask16)(hi - o >= 16 ? 0xffff : (1u << (hi - o)) - 1);
+            _mm512_mask_storeu_ps(y + o, m, _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, r0 + o),
+                                                            _mm512_maskz_loadu_ps(m, y + o)));
         }
-    }
-    /* (even, odd) halves back to column order, added to y (which holds the bias) */
-    for (int bi = 0; bi < nb; bi++) {
-        __m512 c0, c1;
-        pairs_to_columns(_mm512_load_ps(acc + bi * 32), _mm512_load_ps(acc + bi * 32 + 16), &c0, &c1);
-        float *yo = y + lo + bi * 32;
-        _mm512_storeu_ps(yo, _mm512_add_ps(_mm512_loadu_ps(yo), c0));
-        _mm512_storeu_ps(yo + 16, _mm512_add_ps(_mm512_loadu_ps(yo + 16), c1));
     }
 }
 
@@ -321,28 +247,64 @@ typedef struct {
     int in, out;
 } gemv_job;
 
-#define GEMV_UNITS_MAX 16 /* 32-column units a chunk: 512 columns, the BF16 accumulators 2 KB */
-
-/* Columns [32 u0, 32 u1) of y = x @ W + b, at most GEMV_UNITS_MAX units at a time (the pool
- * runs a whole loop in one call when it runs it inline). */
+/* Columns [32 u0, 32 u1) of y = x @ W + b (F32 by column slices). */
 static void gemv_chunk(void *arg, int u0, int u1) {
     const gemv_job *j = arg;
-    if (j->wb && u1 - u0 > GEMV_UNITS_MAX) { /* (the BF16 accumulators' room) */
-        for (int u = u0; u < u1; u += GEMV_UNITS_MAX) gemv_chunk(arg, u, u1 - u < GEMV_UNITS_MAX ? u1 : u + GEMV_UNITS_MAX);
-        return;
-    }
     int lo = 32 * u0, hi = 32 * u1 < j->out ? 32 * u1 : j->out;
     for (int o = lo; o < hi; o++) j->y[o] = j->b ? j->b[o] : 0.0f;
-    int nb = j->wb ? (hi - lo) / 32 : 0;
-    _Alignas(64) float acc[32 * GEMV_UNITS_MAX];
-    if (nb) {
-        memset(acc, 0, sizeof(float) * 32 * (size_t)nb);
-        gemv_bf16_pairs(j->x, j->in, j->out, j->wb, j->y, lo, nb, acc);
-    }
-    if (lo + 32 * nb < hi) gemv_cols(j->x, j->in, j->out, j->w, j->wb, j->y, lo + 32 * nb, hi);
+    gemv_cols(j->x, j->in, j->out, j->w, j->y, lo, hi);
 }
 
-/* ---- row-split GEMV: each chunk streams whole rows of W[in, out], i.e. one contiguous
+/* ---- BF16 GEMV on the packed copy (qkv__bf16p_pack): a panel of 32 columns is one contiguous
+ * run of in / 2 pair rows, so every chunk of panels is one sequential stream and each output
+ * is finished by the thread that owns its panel (no partial sums; the same bits at any thread
+ * count). x stays F32: the weights' rounding is the only difference from the F32 path. */
+
+/* Panels [p0, p1) of y = x @ W + b. */
+static void gemv_bf16p_chunk(void *arg, int p0, int p1) {
+    const gemv_job *j = arg;
+    const int in = j->in, kp = (in + 1) / 2, even = in / 2;
+    for (int p = p0; p < p1; p++) {
+        const __m512i *w = (const __m512i *)(j->wb + (size_t)p * kp * 64);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+        int q = 0;
+        for (; q + 2 <= even; q += 2, w += 4) {
+            const __m512 x0 = _mm512_set1_ps(j->x[2 * q]), x1 = _mm512_set1_ps(j->x[2 * q + 1]),
+                         x2 = _mm512_set1_ps(j->x[2 * q + 2]), x3 = _mm512_set1_ps(j->x[2 * q + 3]);
+            const __m512i v0 = _mm512_load_si512(w), v1 = _mm512_load_si512(w + 1), v2 = _mm512_load_si512(w + 2),
+                          v3 = _mm512_load_si512(w + 3);
+            a0 = _mm512_fmadd_ps(x0, bf16_lo(v0), a0);
+            b0 = _mm512_fmadd_ps(x1, bf16_hi(v0), b0);
+            a1 = _mm512_fmadd_ps(x0, bf16_lo(v1), a1);
+            b1 = _mm512_fmadd_ps(x1, bf16_hi(v1), b1);
+            c0 = _mm512_fmadd_ps(x2, bf16_lo(v2), c0);
+            d0 = _mm512_fmadd_ps(x3, bf16_hi(v2), d0);
+            c1 = _mm512_fmadd_ps(x2, bf16_lo(v3), c1);
+            d1 = _mm512_fmadd_ps(x3, bf16_hi(v3), d1);
+        }
+        for (; q < kp; q++, w += 2) { /* a last pair row; its high half is zero when in is odd */
+            const __m512 x0 = _mm512_set1_ps(j->x[2 * q]), x1 = _mm512_set1_ps(q < even ? j->x[2 * q + 1] : 0.0f);
+            const __m512i v0 = _mm512_load_si512(w), v1 = _mm512_load_si512(w + 1);
+            a0 = _mm512_fmadd_ps(x0, bf16_lo(v0), a0);
+            b0 = _mm512_fmadd_ps(x1, bf16_hi(v0), b0);
+            a1 = _mm512_fmadd_ps(x0, bf16_lo(v1), a1);
+            b1 = _mm512_fmadd_ps(x1, bf16_hi(v1), b1);
+        }
+        __m512 s0 = _mm512_add_ps(_mm512_add_ps(a0, b0), _mm512_add_ps(c0, d0)),
+               s1 = _mm512_add_ps(_mm512_add_ps(a1, b1), _mm512_add_ps(c1, d1));
+        const int o = 32 * p, n = j->out - o;
+        const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1),
+                        m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+        if (j->b) {
+            s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m0, j->b + o));
+            s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(m1, j->b + o + 16));
+        }
+        _mm512_mask_storeu_ps(j->y + o, m0, s0);
+        _mm512_mask_storeu_ps(j->y + o + 16, m1, s1);
+    }
+}
+
+/* ---- row-split F32 GEMV: each chunk streams whole rows of W[in, out], i.e. one contiguous
  * range of memory, into its own partial sum of y; the partials are added at the end. Column
  * slices (above) read every row in pieces of at most 2 KB with a stride of a whole row
  * between them, which the hardware prefetchers follow less well. */
@@ -352,61 +314,36 @@ static void gemv_chunk(void *arg, int u0, int u1) {
 
 typedef struct {
     const float *x, *w;
-    const uint16_t *wb;
-    float *part; /* [n_chunks, ldp]: F32 in column order; BF16 (even, odd) halves of each
-                    32-column block, then the tail columns in order */
+    float *part; /* [n_chunks, ldp] */
     int in, out, ldp;
 } rows_job;
 
-/* Columns [o, out) of p += x0..x3 times rows r[0..3]: the tails (masked, F32 or BF16). */
-static inline void rows_tail(__m512 x0, __m512 x1, __m512 x2, __m512 x3, const float *w, const uint16_t *wb,
-                             const size_t r[4], int o, int out, float *p) {
+/* Columns [o, out) of p += x[0..n) times rows r0, r0 + out, ... (n <= 4): the masked tails. */
+static inline void rows_tail(const float *x, int n, const float *w, size_t r0, int o, int out, float *p) {
     for (; o < out; o += 16) {
         __mmask16 m = (__mmask16)(out - o >= 16 ? 0xffff : (1u << (out - o)) - 1);
         __m512 acc = _mm512_maskz_loadu_ps(m, p + o);
-        acc = _mm512_fmadd_ps(x0, load16_mask(w, wb, r[0] + o, m), acc);
-        acc = _mm512_fmadd_ps(x1, load16_mask(w, wb, r[1] + o, m), acc);
-        acc = _mm512_fmadd_ps(x2, load16_mask(w, wb, r[2] + o, m), acc);
-        acc = _mm512_fmadd_ps(x3, load16_mask(w, wb, r[3] + o, m), acc);
+        for (int i = 0; i < n; i++)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(x[i]), _mm512_maskz_loadu_ps(m, w + r0 + (size_t)i * out + o), acc);
         _mm512_mask_storeu_ps(p + o, m, acc);
     }
 }
 
-/* p[out] += x[k..k+3] @ W[k..k+3, :] (rows r0..r3, offsets into w / wb) */
-static inline void rows4(const float *x4, const float *w, const uint16_t *wb, const size_t r[4], int out,
-                         int nb, float *p) {
+/* p[out] += x[k..k+3] @ W[k..k+3, :] (row k at offset r0) */
+static inline void rows4(const float *x4, const float *w, size_t r0, int out, float *p) {
     const __m512 x0 = _mm512_set1_ps(x4[0]), x1 = _mm512_set1_ps(x4[1]), x2 = _mm512_set1_ps(x4[2]),
                  x3 = _mm512_set1_ps(x4[3]);
+    const float *w0 = w + r0, *w1 = w0 + out, *w2 = w1 + out, *w3 = w2 + out;
     int o = 0;
-    if (wb) {
-        const uint16_t *w0 = wb + r[0], *w1 = wb + r[1], *w2 = wb + r[2], *w3 = wb + r[3];
-        for (int bi = 0; bi < nb; bi++, o += 32) {
-            __m512 ae = _mm512_load_ps(p + o), ao = _mm512_load_ps(p + o + 16);
-            __m512i v0 = _mm512_loadu_si512(w0 + o), v1 = _mm512_loadu_si512(w1 + o),
-                    v2 = _mm512_loadu_si512(w2 + o), v3 = _mm512_loadu_si512(w3 + o);
-            ae = _mm512_fmadd_ps(x0, bf16_lo(v0), ae);
-            ao = _mm512_fmadd_ps(x0, bf16_hi(v0), ao);
-            ae = _mm512_fmadd_ps(x1, bf16_lo(v1), ae);
-            ao = _mm512_fmadd_ps(x1, bf16_hi(v1), ao);
-            ae = _mm512_fmadd_ps(x2, bf16_lo(v2), ae);
-            ao = _mm512_fmadd_ps(x2, bf16_hi(v2), ao);
-            ae = _mm512_fmadd_ps(x3, bf16_lo(v3), ae);
-            ao = _mm512_fmadd_ps(x3, bf16_hi(v3), ao);
-            _mm512_store_ps(p + o, ae);
-            _mm512_store_ps(p + o + 16, ao);
-        }
-    } else {
-        const float *w0 = w + r[0], *w1 = w + r[1], *w2 = w + r[2], *w3 = w + r[3];
-        for (; o + 16 <= out; o += 16) {
-            __m512 acc = _mm512_load_ps(p + o);
-            acc = _mm512_fmadd_ps(x0, _mm512_loadu_ps(w0 + o), acc);
-            acc = _mm512_fmadd_ps(x1, _mm512_loadu_ps(w1 + o), acc);
-            acc = _mm512_fmadd_ps(x2, _mm512_loadu_ps(w2 + o), acc);
-            acc = _mm512_fmadd_ps(x3, _mm512_loadu_ps(w3 + o), acc);
-            _mm512_store_ps(p + o, acc);
-        }
+    for (; o + 16 <= out; o += 16) {
+        __m512 acc = _mm512_load_ps(p + o);
+        acc = _mm512_fmadd_ps(x0, _mm512_loadu_ps(w0 + o), acc);
+        acc = _mm512_fmadd_ps(x1, _mm512_loadu_ps(w1 + o), acc);
+        acc = _mm512_fmadd_ps(x2, _mm512_loadu_ps(w2 + o), acc);
+        acc = _mm512_fmadd_ps(x3, _mm512_loadu_ps(w3 + o), acc);
+        _mm512_store_ps(p + o, acc);
     }
-    rows_tail(x0, x1, x2, x3, w, wb, r, o, out, p);
+    rows_tail(x4, 4, w, r0, o, out, p);
 }
 
 /* F32 rows k..k+7 (row stride out): the partial is read and written once per eight rows, not
@@ -430,103 +367,35 @@ static inline void rows8_f32(const float *x8, const float *w, size_t r0, int out
         _mm512_store_ps(p + o, _mm512_add_ps(a, b));
     }
     if (o < out) { /* the tail columns, four rows at a time */
-        size_t r[4] = {r0, r0 + st, r0 + 2 * st, r0 + 3 * st}, r2[4] = {r0 + 4 * st, r0 + 5 * st, r0 + 6 * st, r0 + 7 * st};
-        rows_tail(x0, x1, x2, x3, w, NULL, r, o, out, p);
-        rows_tail(x4, x5, x6, x7, w, NULL, r2, o, out, p);
-    }
-}
-
-/* BF16 rows k..k+7 over the nb full 32-column blocks ((even, odd) partials): eight row streams
- * in flight, and the partial read and written once per eight rows (as rows8_f32). */
-static inline void rows8_bf16(const float *x8, const uint16_t *wb, size_t r0, int out, int nb, float *p) {
-    const __m512 x0 = _mm512_set1_ps(x8[0]), x1 = _mm512_set1_ps(x8[1]), x2 = _mm512_set1_ps(x8[2]),
-                 x3 = _mm512_set1_ps(x8[3]), x4 = _mm512_set1_ps(x8[4]), x5 = _mm512_set1_ps(x8[5]),
-                 x6 = _mm512_set1_ps(x8[6]), x7 = _mm512_set1_ps(x8[7]);
-    const uint16_t *w0 = wb + r0;
-    const size_t st = (size_t)out;
-    for (int bi = 0; bi < nb; bi++) {
-        const int o = 32 * bi;
-        __m512i v0 = _mm512_loadu_si512(w0 + o), v1 = _mm512_loadu_si512(w0 + st + o),
-                v2 = _mm512_loadu_si512(w0 + 2 * st + o), v3 = _mm512_loadu_si512(w0 + 3 * st + o),
-                v4 = _mm512_loadu_si512(w0 + 4 * st + o), v5 = _mm512_loadu_si512(w0 + 5 * st + o),
-                v6 = _mm512_loadu_si512(w0 + 6 * st + o), v7 = _mm512_loadu_si512(w0 + 7 * st + o);
-        __m512 ae = _mm512_load_ps(p + o), ao = _mm512_load_ps(p + o + 16);
-        __m512 be = _mm512_mul_ps(x1, bf16_lo(v1)), bo = _mm512_mul_ps(x1, bf16_hi(v1));
-        ae = _mm512_fmadd_ps(x0, bf16_lo(v0), ae);
-        ao = _mm512_fmadd_ps(x0, bf16_hi(v0), ao);
-        ae = _mm512_fmadd_ps(x2, bf16_lo(v2), ae);
-        ao = _mm512_fmadd_ps(x2, bf16_hi(v2), ao);
-        be = _mm512_fmadd_ps(x3, bf16_lo(v3), be);
-        bo = _mm512_fmadd_ps(x3, bf16_hi(v3), bo);
-        ae = _mm512_fmadd_ps(x4, bf16_lo(v4), ae);
-        ao = _mm512_fmadd_ps(x4, bf16_hi(v4), ao);
-        be = _mm512_fmadd_ps(x5, bf16_lo(v5), be);
-        bo = _mm512_fmadd_ps(x5, bf16_hi(v5), bo);
-        ae = _mm512_fmadd_ps(x6, bf16_lo(v6), ae);
-        ao = _mm512_fmadd_ps(x6, bf16_hi(v6), ao);
-        be = _mm512_fmadd_ps(x7, bf16_lo(v7), be);
-        bo = _mm512_fmadd_ps(x7, bf16_hi(v7), bo);
-        _mm512_store_ps(p + o, _mm512_add_ps(ae, be));
-        _mm512_store_ps(p + o + 16, _mm512_add_ps(ao, bo));
-    }
-    if (32 * nb < out) { /* the tail columns, four rows at a time */
-        size_t r[4] = {r0, r0 + st, r0 + 2 * st, r0 + 3 * st}, r2[4] = {r0 + 4 * st, r0 + 5 * st, r0 + 6 * st, r0 + 7 * st};
-        rows_tail(x0, x1, x2, x3, NULL, wb, r, 32 * nb, out, p);
-        rows_tail(x4, x5, x6, x7, NULL, wb, r2, 32 * nb, out, p);
+        rows_tail(x8, 4, w, r0, o, out, p);
+        rows_tail(x8 + 4, 4, w, r0 + 4 * st, o, out, p);
     }
 }
 
 static void gemv_rows_chunk(void *arg, int c0, int c1) {
     const rows_job *j = arg;
-    const int out = j->out, nb = j->wb ? out / 32 : 0;
+    const int out = j->out;
     for (int c = c0; c < c1; c++) {
         int k0 = c * GEMV_ROWS, k1 = k0 + GEMV_ROWS < j->in ? k0 + GEMV_ROWS : j->in;
         float *p = j->part + (size_t)c * j->ldp;
         memset(p, 0, sizeof(float) * (size_t)j->ldp);
         int k = k0;
-        for (; k + 8 <= k1; k += 8)
-            if (j->wb) rows8_bf16(j->x + k, j->wb, (size_t)k * out, out, nb, p);
-            else rows8_f32(j->x + k, j->w, (size_t)k * out, out, p);
-        for (; k + 4 <= k1; k += 4) {
-            size_t r[4] = {(size_t)k * out, (size_t)(k + 1) * out, (size_t)(k + 2) * out, (size_t)(k + 3) * out};
-            rows4(j->x + k, j->w, j->wb, r, out, nb, p);
-        }
-        for (; k < k1; k++) { /* the last 1-3 rows, one at a time */
-            const __m512 xk = _mm512_set1_ps(j->x[k]);
-            const size_t r = (size_t)k * out;
-            for (int bi = 0; bi < nb; bi++) {
-                __m512i v = _mm512_loadu_si512(j->wb + r + 32 * bi);
-                float *a = p + 32 * bi;
-                _mm512_store_ps(a, _mm512_fmadd_ps(xk, bf16_lo(v), _mm512_load_ps(a)));
-                _mm512_store_ps(a + 16, _mm512_fmadd_ps(xk, bf16_hi(v), _mm512_load_ps(a + 16)));
-            }
-            for (int o = 32 * nb; o < out; o += 16) {
-                __mmask16 m = (__mmask16)(out - o >= 16 ? 0xffff : (1u << (out - o)) - 1);
-                _mm512_mask_storeu_ps(p + o, m, _mm512_fmadd_ps(xk, load16_mask(j->w, j->wb, r + o, m),
-                                                                _mm512_maskz_loadu_ps(m, p + o)));
-            }
-        }
+        for (; k + 8 <= k1; k += 8) rows8_f32(j->x + k, j->w, (size_t)k * out, out, p);
+        for (; k + 4 <= k1; k += 4) rows4(j->x + k, j->w, (size_t)k * out, out, p);
+        if (k < k1) rows_tail(j->x + k, k1 - k, j->w, (size_t)k * out, 0, out, p); /* the last 1-3 rows */
     }
 }
 
-/* y = b + the partials, in chunk order; BF16 blocks back to column order. */
+/* y = b + the partials, in chunk order. */
 static void gemv_rows_sum(const rows_job *j, int n_chunks, const float *b, float *y) {
-    const int out = j->out, nb = j->wb ? out / 32 : 0;
+    const int out = j->out;
     for (int o = 0; o < out; o += 16) {
         __mmask16 m = (__mmask16)(out - o >= 16 ? 0xffff : (1u << (out - o)) - 1);
         __m512 s = _mm512_maskz_loadu_ps(m, j->part + o);
         for (int c = 1; c < n_chunks; c++) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, j->part + (size_t)c * j->ldp + o));
-        _mm512_mask_storeu_ps(j->part + o, m, s);
+        if (b) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, b + o));
+        _mm512_mask_storeu_ps(y + o, m, s);
     }
-    for (int bi = 0; bi < nb; bi++) {
-        __m512 c0, c1;
-        pairs_to_columns(_mm512_load_ps(j->part + bi * 32), _mm512_load_ps(j->part + bi * 32 + 16), &c0, &c1);
-        _mm512_storeu_ps(y + bi * 32, c0);
-        _mm512_storeu_ps(y + bi * 32 + 16, c1);
-    }
-    for (int o = 32 * nb; o < out; o++) y[o] = j->part[o];
-    if (b)
-        for (int o = 0; o < out; o++) y[o] += b[o];
 }
 
 /* The partials' memory: one buffer per calling thread, kept between calls (a step's GEMVs come
@@ -581,23 +450,27 @@ static int gemv_by_columns(void) {
     return gemv_cols_mode;
 }
 
-/* y[out] = x[in] @ W[in, out] + b. Row-split (above); column slices when the partials'
- * memory cannot be had (or QKV_GEMV=cols): 32-column units, a chunk walks the rows four at
- * a time, its slice of y staying in L1. */
+/* y[out] = x[in] @ W[in, out] + b. BF16 (wb, packed): by panels. F32: row-split (above);
+ * column slices when the partials' memory cannot be had (or QKV_GEMV=cols): 32-column units,
+ * a chunk walks the rows four at a time, its slice of y staying in L1. */
 void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uint16_t *wb,
                       const float *b, float *y, int n_threads) {
+    int n_units = (out + 31) / 32;
+    gemv_job j = {x, w, b, wb, y, in, out};
+    if (wb) {
+        qkv__pool_for(n_units, pool_grain(n_units, n_threads, 8), n_threads, gemv_bf16p_chunk, &j);
+        return;
+    }
     int n_chunks = (in + GEMV_ROWS - 1) / GEMV_ROWS;
     int ldp = (out + 15) / 16 * 16;
     float *part;
     if (!gemv_by_columns() && in > 0 && (part = part_get((size_t)ldp * (size_t)n_chunks))) {
-        rows_job j = {x, w, wb, part, in, out, ldp};
-        qkv__pool_for(n_chunks, 1, n_threads, gemv_rows_chunk, &j);
-        gemv_rows_sum(&j, n_chunks, b, y);
+        rows_job r = {x, w, part, in, out, ldp};
+        qkv__pool_for(n_chunks, 1, n_threads, gemv_rows_chunk, &r);
+        gemv_rows_sum(&r, n_chunks, b, y);
         return;
     }
-    int n_units = (out + 31) / 32;
-    gemv_job j = {x, w, b, wb, y, in, out};
-    qkv__pool_for(n_units, pool_grain(n_units, n_threads, GEMV_UNITS_MAX), n_threads, gemv_chunk, &j);
+    qkv__pool_for(n_units, pool_grain(n_units, n_threads, 16), n_threads, gemv_chunk, &j);
 }
 
 typedef struct {
@@ -653,8 +526,8 @@ static void gemv_t_chunk(void *arg, int r0, int r1) {
  * y[n, m] = x[n, K] @ Wb[K, m] + bias, Wb the model's BF16 copy, x rounded to BF16 once per
  * call, vdpbf16ps (two products a lane, summed in FP32: twice the FP32 FMA rate). Operands
  * are 32-bit pairs (element k in the low half, k + 1 in the high half): a row of x in BF16 is
- * already that, in memory order; B is packed as pairs of rows interleaved column by column.
- * Work goes to the pool by 32-column panels; each chunk packs its own B. */
+ * already that, in memory order; B is the model's packed copy (qkv__bf16p_pack: 32-column
+ * panels of pair rows), read in place. Threads take contiguous ranges of panels. */
 
 #define KCB 256 /* k per block: 128 pairs, a panel 16 KB */
 
@@ -682,32 +555,6 @@ static void rows_to_bf16(void *arg, int r0, int r1) {
     }
 }
 
-/* Rows k0 .. k0 + kc of Wb (K rows, row stride ldw), columns j0 .. j0 + nc, as kc / 2 (rounded
- * up) pair rows of NR dwords per panel; missing rows and columns are zeros. */
-static void pack_b_bf16(const uint16_t *wb, ptrdiff_t ldw, int K, int k0, int kc, int j0, int nc,
-                        uint32_t *packed) {
-    int n_panels = (nc + NR - 1) / NR, kp = (kc + 1) / 2;
-    for (int q = 0; q < kp; q++) {
-        int k = k0 + 2 * q;
-        const uint16_t *r0 = wb + (size_t)k * ldw + j0, *r1 = k + 1 < K ? r0 + ldw : NULL;
-        for (int p = 0; p < n_panels; p++) {
-            int nr = nc - p * NR < NR ? nc - p * NR : NR;
-            __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
-            __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
-            __m512i lo0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, r0 + p * NR));
-            __m512i lo1 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, r0 + p * NR + 16));
-            __m512i hi0 = _mm512_setzero_si512(), hi1 = hi0;
-            if (r1) {
-                hi0 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m0, r1 + p * NR)), 16);
-                hi1 = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m1, r1 + p * NR + 16)), 16);
-            }
-            uint32_t *d = packed + (size_t)p * (KCB / 2) * NR + (size_t)q * NR;
-            _mm512_store_si512(d, _mm512_or_si512(lo0, hi0));
-            _mm512_store_si512(d + 16, _mm512_or_si512(lo1, hi1));
-        }
-    }
-}
-
 /* C[mr x nr] (+)= A[MR x 2 kp] @ Bp: A as pair dwords with stride lda (MR rows readable). */
 static void kernel_bf16_12x32(int kp, const uint32_t *a, ptrdiff_t lda, const uint32_t *bp, float *c,
                               ptrdiff_t ldc, int mr, int nr, int first, const float *bias) {
@@ -726,8 +573,6 @@ static void kernel_bf16_12x32(int kp, const uint32_t *a, ptrdiff_t lda, const ui
     store_tile(acc, c, ldc, mr, nr, first, bias);
 }
 
-#define BF16_PANELS_MAX 8 /* panels (of 32 columns) a chunk */
-
 typedef struct {
     const uint16_t *xb, *wb;
     const float *bias;
@@ -739,20 +584,15 @@ typedef struct {
 
 static void gemm_bf16_chunk(void *arg, int p0, int p1) {
     gemm_bf16_job *j = arg;
-    int jc = p0 * NR, nc = (p1 * NR < j->m ? p1 * NR : j->m) - jc, n_panels = p1 - p0;
-    uint32_t *packed = qkv__alloc_aligned(sizeof(uint32_t) * (size_t)(KCB / 2) * NR * (size_t)n_panels);
     uint32_t *tail = qkv__alloc_aligned(sizeof(uint32_t) * (size_t)MR * (KCB / 2));
-    if (!packed || !tail) {
+    if (!tail) {
         atomic_store(&j->failed, 1);
-        qkv__free_aligned(packed);
-        qkv__free_aligned(tail);
         return;
     }
-    const uint32_t *xa = (const uint32_t *)j->xb;
+    const uint32_t *xa = (const uint32_t *)j->xb, *wp = (const uint32_t *)j->wb;
     const int lda = j->Kp / 2;
     for (int pc = 0; pc < j->K; pc += KCB) {
         int kc = j->K - pc < KCB ? j->K - pc : KCB, kp = (kc + 1) / 2;
-        pack_b_bf16(j->wb, j->m, j->K, pc, kc, jc, nc, packed);
         for (int i0 = 0; i0 < j->n; i0 += MR) {
             int mr = j->n - i0 < MR ? j->n - i0 : MR;
             const uint32_t *a = xa + (size_t)i0 * lda + pc / 2;
@@ -763,27 +603,38 @@ static void gemm_bf16_chunk(void *arg, int p0, int p1) {
                 a = tail;
                 ld = KCB / 2;
             }
-            for (int p = 0; p < n_panels; p++) {
-                int j0 = jc + p * NR, nr = nc - p * NR < NR ? nc - p * NR : NR;
-                kernel_bf16_12x32(kp, a, ld, packed + (size_t)p * (KCB / 2) * NR, j->y + (size_t)i0 * j->ldy + j0,
+            for (int p = p0; p < p1; p++) { /* the packed panel's pair rows pc / 2 .. */
+                int j0 = p * NR, nr = j->m - j0 < NR ? j->m - j0 : NR;
+                kernel_bf16_12x32(kp, a, ld, wp + ((size_t)p * lda + (size_t)pc / 2) * NR, j->y + (size_t)i0 * j->ldy + j0,
                                   j->ldy, mr, nr, pc == 0, j->bias ? j->bias + j0 : NULL);
             }
         }
     }
-    qkv__free_aligned(packed);
     qkv__free_aligned(tail);
 }
 
 qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, int out, const uint16_t *wb,
                                  const float *b, float *y, int n_threads) {
-    int Kp = (in + 1) & ~1;
+    int Kp = (in + 1) & ~1, n_units = (out + NR - 1) / NR;
     uint16_t *xb = qkv__alloc_aligned(sizeof(uint16_t) * (size_t)n * (size_t)Kp);
     if (!xb) return QKV_ENOMEM;
     to_bf16_job tj = {x, ldx, in, Kp, xb};
-    qkv__pool_for(n, pool_grain(n, n_threads, 64), n_threads, rows_to_bf16, &tj);
     gemm_bf16_job j = {xb, wb, b, y, n, in, Kp, out, out, 0};
-    int n_units = (out + NR - 1) / NR;
-    qkv__pool_for(n_units, pool_grain(n_units, n_threads, BF16_PANELS_MAX), n_threads, gemm_bf16_chunk, &j);
+    int nt = n_threads < n_units ? n_threads : n_units;
+    /* OpenMP, as the rest of a prompt's pass: the pool's workers spinning beside an OpenMP team
+     * would take its cores. Each thread a contiguous range of panels, as gemm() above. */
+#pragma omp parallel num_threads(nt > 0 ? nt : 1)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+#pragma omp for schedule(static)
+        for (int r = 0; r < n; r++) rows_to_bf16(&tj, r, r + 1);
+        int lo = (int)((long)n_units * t / T), hi = (int)((long)n_units * (t + 1) / T);
+        if (lo < hi) gemm_bf16_chunk(&j, lo, hi);
+    }
     qkv__free_aligned(xb);
     return atomic_load(&j.failed) ? QKV_ENOMEM : QKV_OK;
 }

@@ -19,7 +19,7 @@ struct qkv_model {
     float *block;           /* n_block floats, the tensor kinds of params.h in order */
     size_t n_block;
     qkv__params p;          /* pointers into block */
-    uint16_t *bf16;         /* BF16 copies of the matrices for generation, or NULL */
+    uint16_t *bf16;         /* BF16 copies for generation, or NULL: the block matrices packed (qkv__bf16p_pack), the head as it is */
     uint16_t *bf16_attn_w, *bf16_proj_w, *bf16_fc_w, *bf16_fcproj_w, *bf16_out; /* into bf16 */
     /* Q8_0 copies for generation (qkv_model_use_q8), or NULL: each matrix transposed to
      * [out, in] rows of blocks along in (per layer, layers one after another); NULL for a
@@ -99,7 +99,7 @@ qkv_status qkv__gpt2_parse_config(const char *json, size_t len, const char *path
 
 /* ---- matmul kernels (matmul.c) ---------------------------------------------------- */
 
-/* y[N, out] = x[N, in] @ Wb[in, out] (+ b) with Wb the BF16 copy of w: a GEMV for one row,
+/* y[N, out] = x[N, in] @ Wb[in, out] (+ b) with Wb the packed BF16 copy of w: a GEMV for one row,
  * else BF16 dot products where the CPU has them, else (or out of memory) F32 with w. */
 void qkv__linear_bf16(const float *x, ptrdiff_t ldx, int n, int in, int out, const float *w,
                       const uint16_t *wb, const float *b, float *y);
@@ -110,7 +110,22 @@ void qkv__linear(const float *x, ptrdiff_t ldx, int n, int in, int out, const fl
  * tied output projection, and q.k scores. */
 void qkv__linear_t(const float *x, ptrdiff_t ldx, int n, int c, int v, const float *e,
                    ptrdiff_t lde, float *y, ptrdiff_t ldy);
-/* One row: y[out] = x[in] @ W[in, out] (+ b). W is F32, or BF16 if wb != NULL. */
+/* BF16 copies of W[in, out] are packed once (qkv_model_use_bf16): panels of 32 output columns,
+ * each ceil(in / 2) pair rows of 32 dwords, dword (q, j) holding W[2q, j] in its low half and
+ * W[2q + 1, j] in its high half, zeros past in and out. It is what the BF16 GEMM's kernel reads
+ * (no packing per call), and one contiguous stream per panel for the GEMV. Sizes are in
+ * uint16 elements, a multiple of 64 (every packed matrix starts 128-byte aligned). */
+#define QKV__BF16P_NR 32
+size_t qkv__bf16p_size(int in, int out);
+/* Packs w[in, out] (F32) into dst (qkv__bf16p_size(in, out) elements, 64-byte aligned). */
+void qkv__bf16p_pack(const float *w, int in, int out, uint16_t *dst);
+/* Element (k, j) of a packed copy. */
+static inline uint16_t qkv__bf16p_at(const uint16_t *wp, int in, int k, int j) {
+    size_t kp = ((size_t)in + 1) / 2;
+    return wp[(((size_t)(j / QKV__BF16P_NR) * kp + (size_t)(k / 2)) * QKV__BF16P_NR + (size_t)(j % QKV__BF16P_NR)) * 2 +
+              (size_t)(k & 1)];
+}
+/* One row: y[out] = x[in] @ W[in, out] (+ b). W is F32, or BF16 if wb != NULL (packed, above). */
 void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *wb,
                const float *b, float *y);
 /* One row against E[V, C]: y[V] = E x. E is F32, or BF16 if eb != NULL. */
@@ -160,10 +175,10 @@ void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uin
                       const float *b, float *y, int n_threads);
 void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint16_t *eb,
                         float *y, int n_threads);
-/* 1: the F32/BF16 GEMV by column slices (as QKV_GEMV=cols) instead of by rows, for the bench's
+/* 1: the F32 GEMV by column slices (as QKV_GEMV=cols) instead of by rows, for the bench's
  * before/after and the tests; 0: by rows. Not while a GEMV runs. */
 void qkv__gemv_set_cols(int on);
-/* y[n, out] = x[n, in] @ Wb[in, out] + b with Wb in BF16 and x rounded to BF16, products
+/* y[n, out] = x[n, in] @ Wb[in, out] + b with Wb packed BF16 and x rounded to BF16, products
  * summed in FP32 (AVX512_BF16; only when qkv__cpu_has_avx512_bf16). QKV_ENOMEM leaves y undefined. */
 qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, int out, const uint16_t *wb,
                                  const float *b, float *y, int n_threads);
