@@ -998,14 +998,15 @@ int qkv__bench_model(int argc, char **argv) {
     }
 
     /* read bandwidth last, so its buffer does not count in the peak memory above */
-    size_t bw_n = (size_t)1 << 27; /* 512 MB: more than any cache */
-    float *bw_buf = qkv__alloc_aligned(bw_n * sizeof(float));
+    size_t bw_n = (size_t)1 << 27; /* 512 MB: more than any cache; on huge pages as the weights are
+                                      (on 4 KB pages the TLB misses cost a third of it) */
+    float *bw_buf = qkv__alloc_params(bw_n);
     double bw = NAN;
     if (bw_buf && has_avx512) {
         for (size_t i = 0; i < bw_n; i++) bw_buf[i] = (float)(i & 7);
-        bw = qkv__read_bw_avx512(bw_buf, bw_n, 4, threads);
+        bw = qkv__read_bw_avx512(bw_buf, bw_n, 8, threads);
     }
-    qkv__free_aligned(bw_buf);
+    free(bw_buf);
     double load_after = load_average();
 
     /* bounds: FLOPs a token (last-position logits: the LM head once per prompt) */

@@ -268,13 +268,17 @@ qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt,
     int bf16 = model->bf16 != NULL || model->q8 != NULL;
     st = qkv__model_run(model, prompt, n_prompt, kv, NULL, NULL, logits, NULL, bf16);
     int pos = n_prompt, produced = 0;
-    /* Thread tuning: every 64 steps, 4 probe steps alternate all threads and one thread;
-     * the faster (min of 2 each) runs until the next probe. On a quiet machine all threads
-     * win; on one whose cores are busy one thread can be many times faster. */
+    /* Thread tuning. A probe is 4 steps alternating all threads and one thread; the faster
+     * (min of 2 each; one thread only by a clear margin) runs until the next probe. On all
+     * threads a probe starts only when the machine looks busy: over the last 16 steps the
+     * process used less CPU than its threads times the wall time (the pool's threads spin
+     * between loops, so a shortfall is a thread of ours waiting for a core). On a quiet
+     * machine no step runs narrower; on one thread, a probe every 64 steps looks for the way
+     * back. On a machine whose cores are busy one thread can be many times faster. */
     int saved_cap = qkv__model_threads_cap(0), full = qkv__model_threads();
     qkv__model_threads_cap(saved_cap);
-    int step = 0, chosen = saved_cap;
-    double best_full = 1e30, best_one = 1e30;
+    int step = 0, chosen = saved_cap, probe = 4; /* probe: the step within a probe, 4 = none */
+    double best_full = 1e30, best_one = 1e30, win_wall = 0, win_cpu = 0;
     while (!st && produced < max_new) {
         int id = sample(logits, V, sampler, &rng, work);
         if (id == eot) break;
@@ -282,17 +286,27 @@ qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt,
         if (n_out) *n_out = produced;
         if (cb && cb(user, id)) break;
         if (produced == max_new || pos >= cap_len) break; /* done, or the context is full */
-        int probe = full > 1 ? step % 64 : 4;
-        if (probe == 0) best_full = best_one = 1e30;
+        if (full > 1 && probe == 4 && step > 0 && step % 16 == 0) {
+            int narrow = chosen == 1;
+            if ((narrow && step % 64 == 0) || (!narrow && win_cpu < 0.85 * full * win_wall)) {
+                probe = 0;
+                best_full = best_one = 1e30;
+            }
+            win_wall = win_cpu = 0;
+        }
         if (probe < 4) qkv__model_threads_cap(probe % 2 ? 1 : saved_cap);
-        double t0 = qkv__now();
+        double t0 = qkv__now(), c0 = qkv__process_cpu();
         st = qkv__model_run(model, &id, 1, kv, NULL, NULL, logits, NULL, bf16);
         double dt = qkv__now() - t0;
         if (probe < 4) {
             if (probe % 2) best_one = dt < best_one ? dt : best_one;
             else best_full = dt < best_full ? dt : best_full;
-            if (probe == 3) chosen = best_one < best_full ? 1 : saved_cap;
+            if (probe == 3) chosen = best_one < 0.9 * best_full ? 1 : saved_cap;
             qkv__model_threads_cap(chosen);
+            probe++;
+        } else {
+            win_wall += dt;
+            win_cpu += qkv__process_cpu() - c0;
         }
         step++;
         pos++;
