@@ -106,7 +106,16 @@ qkv_status qkv__cli_load_model(const char *path, qkv_model **out) {
     return st;
 }
 
+/* OpenBLAS (the pthreads build Debian ships) starts a thread per core as it loads, and they
+ * poll for work, yielding, for about a tenth of a second: on two cores that takes a core from
+ * whatever qkv does first (a 4096-token attention ran 30% slower). qkv runs its own threads;
+ * OpenBLAS serves only the QKV_GEMM=openblas path (and CPUs without AVX-512), and brings its
+ * threads back on its next threaded call, as it does after a fork. Weak: other builds may not
+ * have it. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
 int main(int argc, char **argv) {
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
     if (argc >= 2 && strcmp(argv[1], "tokenize") && strcmp(argv[1], "train") && strcmp(argv[1], "vocab")) {
         int k = 2;
         for (int i = 2; i < argc; i++) {
