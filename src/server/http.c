@@ -104,6 +104,7 @@ struct qkv__server {
     request **queue;      /* ring of queue_cap */
     int queue_cap, queue_head, queue_len, running;
     int draining;         /* SIGTERM: no new work, Connection: close on every answer */
+    MHD_socket quiesced;  /* the listening socket MHD gave back (shut down), closed after MHD stops */
     int cancel_all;       /* the drain ran out of time: drop what is left */
     int stopping;         /* workers and watchdog end */
     int active;           /* requests between their first call and their completion */
@@ -746,6 +747,7 @@ static void server_free(qkv__server *srv) {
     for (int i = 0; i < srv->n_workers; i++) pthread_join(srv->workers[i], NULL);
     if (srv->watchdog_started) pthread_join(srv->watchdog, NULL);
     if (srv->daemon) MHD_stop_daemon(srv->daemon);
+    if (srv->quiesced != MHD_INVALID_SOCKET) close(srv->quiesced);
     qkv__api_free(srv->api);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->wake);
@@ -788,6 +790,7 @@ qkv_status qkv__server_start(qkv_model *model, const qkv__server_opts *opts_in,
         freeaddrinfo(ai);
         return qkv__fail(QKV_ENOMEM, "server: out of memory");
     }
+    srv->quiesced = MHD_INVALID_SOCKET;
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->wake, NULL);
     pthread_cond_init(&srv->tick, NULL);
@@ -863,8 +866,12 @@ void qkv__server_stop(qkv__server *srv) {
     pthread_mutex_lock(&srv->lock);
     srv->draining = 1;
     pthread_mutex_unlock(&srv->lock);
-    MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
-    if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    /* shut down, not closed: MHD's epoll threads drop the socket from their sets lazily, and
+     * one that finds it already closed aborts the process ("Failed to remove listen FD from
+     * epoll set"); a shut-down listening socket refuses connections and stays a valid fd until
+     * server_free closes it after MHD_stop_daemon */
+    srv->quiesced = MHD_quiesce_daemon(srv->daemon);
+    if (srv->quiesced != MHD_INVALID_SOCKET) shutdown(srv->quiesced, SHUT_RDWR);
     /* 2. requests in flight finish, within drain_s: running generations end at their next
      * token and finish their streams (MHD must not stop with a connection suspended) */
     double deadline = qkv__now() + srv->drain_s;
