@@ -41,6 +41,9 @@ void *qkv__alloc_aligned(size_t n_bytes);
 /* The same for big buffers that are written whole: huge pages where the kernel allows them
  * (fewer page faults); freed with qkv__free_aligned. */
 void *qkv__alloc_huge(size_t n_bytes);
+/* qkv__alloc_aligned for a buffer written whole at once: large ones come with their pages
+ * present (no first-touch faults); free with qkv__free_aligned. */
+void *qkv__alloc_whole(size_t n_bytes);
 void qkv__free_aligned(void *p);
 
 /* Overflow-checked size arithmetic: returns 0 and leaves *out alone on overflow. */

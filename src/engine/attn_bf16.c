@@ -445,7 +445,7 @@ static qkv_status bf16_forward(const qkv_attn_desc *d, const float *q, const flo
     if (!solo && nt > c.group * c.nqb) nt = c.group * c.nqb > 1 ? c.group * c.nqb : 1;
     const int n_sets = solo ? nt : 1;
     const size_t per_thread = bf_scratch_floats(c.dp);
-    u32 *kv = qkv__alloc_aligned(sizeof(u32) * head_u32 * (size_t)n_sets);
+    u32 *kv = qkv__alloc_whole(sizeof(u32) * head_u32 * (size_t)n_sets);
     float *scratch = qkv__alloc_aligned(sizeof(float) * per_thread * (size_t)nt);
     int *vbad = malloc(sizeof(int) * (size_t)c.nkb * (size_t)n_sets);
     if (!kv || !scratch || !vbad) {

@@ -268,7 +268,7 @@ qkv_status qkv__model_run_iv(const qkv_model *model, const int *ids, int n, qkv_
     /* scratch: x, ln1, ln2, tmp [R, C]; qkv, att [R, W]; fch [R, F2]; fch_act [R, F] (SwiGLU) */
     int swiglu = c->mlp == QKV_MLP_SWIGLU;
     size_t total = 4 * RC + 2 * RW + (size_t)R * m.F2 + (swiglu ? (size_t)R * m.F : 0);
-    float *x = qkv__alloc_aligned(sizeof(float) * total);
+    float *x = qkv__alloc_whole(sizeof(float) * total);
     if (!x) return qkv__fail(QKV_ENOMEM, "forward: out of memory for %d tokens", R);
     qkv__block_acts ba;
     memset(&ba, 0, sizeof ba);

@@ -616,7 +616,7 @@ static void gemm_bf16_chunk(void *arg, int p0, int p1) {
 qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, int out, const uint16_t *wb,
                                  const float *b, float *y, int n_threads) {
     int Kp = (in + 1) & ~1, n_units = (out + NR - 1) / NR;
-    uint16_t *xb = qkv__alloc_aligned(sizeof(uint16_t) * (size_t)n * (size_t)Kp);
+    uint16_t *xb = qkv__alloc_whole(sizeof(uint16_t) * (size_t)n * (size_t)Kp);
     if (!xb) return QKV_ENOMEM;
     to_bf16_job tj = {x, ldx, in, Kp, xb};
     gemm_bf16_job j = {xb, wb, b, y, n, in, Kp, out, out, 0};
