@@ -1,9 +1,9 @@
 /*
  * matmul_avx512.c -- AVX-512 kernels for the model: a register-blocked sgemm (12 x 32 tile:
- * 24 accumulators, B packed in 32-column panels, A read in place) and the memory-bound
- * GEMVs of generation (F32 or BF16 weights, F32 arithmetic, each chunk streaming whole rows;
- * Q8_0 weights with int8 VNNI dot products). Built with AVX-512 flags;
- * only called after run-time detection (matmul.c).
+ * 24 accumulators, B packed in 32-column panels, A read in place), the BF16 GEMM of prompts
+ * (vdpbf16ps on the model's packed BF16 copies), and the memory-bound GEMVs of generation (F32
+ * weights by chunks of whole rows; packed BF16 by panels, F32 arithmetic; Q8_0 with int8 VNNI
+ * dot products). Built with AVX-512 flags; only called after run-time detection (matmul.c).
  */
 #include "model/model.h"
 
