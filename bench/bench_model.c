@@ -107,7 +107,7 @@ static double load_average(void) {
 
 /* The machine's read bandwidth (GB/s): the best of 8 passes over 256 MB (8 times the L3)
  * on huge pages, as the weights are (on 4 KB pages the TLB misses cost a third of it). This
- * VM's bandwidth swings 30-60 GB/s from one second to the next (other tenants), so the bench
+ * VM's bandwidth swings 30-81 GB/s from one minute to the next (other tenants), so the bench
  * takes it at the start and at the end, and keeps the best: the bound is what the machine can
  * do, not what it did in one unlucky moment. */
 static double read_bound(int threads) {

@@ -166,18 +166,14 @@ size_t qkv__bf16p_size(int in, int out) {
 }
 
 void qkv__bf16p_pack(const float *w, int in, int out, uint16_t *dst) {
-    const int n_panels = (out + QKV__BF16P_NR - 1) / QKV__BF16P_NR, kp = (in + 1) / 2;
-    /* panel by panel, a pair row at a time: reads two rows' 32-column slices, writes 128 bytes */
+    const int n_panels = (out + QKV__BF16P_NR - 1) / QKV__BF16P_NR;
+    memset(dst, 0, sizeof(uint16_t) * qkv__bf16p_size(in, out)); /* the padding past in and out */
+    /* panel by panel (threads own whole panels): each reads its 32-column slice of every row */
 #pragma omp parallel for num_threads(qkv__model_threads()) schedule(static)
     for (int p = 0; p < n_panels; p++) {
-        uint16_t *d = dst + (size_t)p * kp * QKV__BF16P_NR * 2;
-        for (int q = 0; q < kp; q++)
-            for (int c = 0; c < QKV__BF16P_NR; c++) {
-                int j = p * QKV__BF16P_NR + c, k = 2 * q;
-                d[(size_t)q * QKV__BF16P_NR * 2 + 2 * c] = j < out ? qkv__f32_to_bf16(w[(size_t)k * out + j]) : 0;
-                d[(size_t)q * QKV__BF16P_NR * 2 + 2 * c + 1] =
-                    j < out && k + 1 < in ? qkv__f32_to_bf16(w[(size_t)(k + 1) * out + j]) : 0;
-            }
+        int j0 = p * QKV__BF16P_NR, j1 = j0 + QKV__BF16P_NR < out ? j0 + QKV__BF16P_NR : out;
+        for (int k = 0; k < in; k++)
+            for (int j = j0; j < j1; j++) dst[qkv__bf16p_index(in, k, j)] = qkv__f32_to_bf16(w[(size_t)k * out + j]);
     }
 }
 

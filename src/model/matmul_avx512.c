@@ -23,6 +23,7 @@
 #define NR 32
 #define KC 256
 #define NC 768 /* NC / NR = 24 panels of KC x NR floats (768 KB): stays in L2 */
+_Static_assert(NR == QKV__BF16P_NR, "the BF16 kernels read the packed copies' 32-column panels");
 
 /* Packs B[k0:k0+kc, j0:j0+nc] into panels of NR columns (zero-padded): panel p holds
  * kc rows of NR floats. trans: B[k, j] = src[j * ld + k] (E^T); else src[k * ld + j]. */

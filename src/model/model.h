@@ -19,7 +19,8 @@ struct qkv_model {
     float *block;           /* n_block floats, the tensor kinds of params.h in order */
     size_t n_block;
     qkv__params p;          /* pointers into block */
-    uint16_t *bf16;         /* BF16 copies for generation, or NULL: the block matrices packed (qkv__bf16p_pack), the head as it is */
+    uint16_t *bf16;         /* BF16 copies for generation, or NULL: the block matrices packed
+                               (qkv__bf16p_pack), the head [V, C] as it is */
     uint16_t *bf16_attn_w, *bf16_proj_w, *bf16_fc_w, *bf16_fcproj_w, *bf16_out; /* into bf16 */
     /* Q8_0 copies for generation (qkv_model_use_q8), or NULL: each matrix transposed to
      * [out, in] rows of blocks along in (per layer, layers one after another); NULL for a
@@ -119,11 +120,15 @@ void qkv__linear_t(const float *x, ptrdiff_t ldx, int n, int c, int v, const flo
 size_t qkv__bf16p_size(int in, int out);
 /* Packs w[in, out] (F32) into dst (qkv__bf16p_size(in, out) elements, 64-byte aligned). */
 void qkv__bf16p_pack(const float *w, int in, int out, uint16_t *dst);
+/* Where element (k, j) of W[in, out] lies in its packed copy (the layout's one formula). */
+static inline size_t qkv__bf16p_index(int in, int k, int j) {
+    size_t kp = ((size_t)in + 1) / 2;
+    return (((size_t)(j / QKV__BF16P_NR) * kp + (size_t)(k / 2)) * QKV__BF16P_NR + (size_t)(j % QKV__BF16P_NR)) * 2 +
+           (size_t)(k & 1);
+}
 /* Element (k, j) of a packed copy. */
 static inline uint16_t qkv__bf16p_at(const uint16_t *wp, int in, int k, int j) {
-    size_t kp = ((size_t)in + 1) / 2;
-    return wp[(((size_t)(j / QKV__BF16P_NR) * kp + (size_t)(k / 2)) * QKV__BF16P_NR + (size_t)(j % QKV__BF16P_NR)) * 2 +
-              (size_t)(k & 1)];
+    return wp[qkv__bf16p_index(in, k, j)];
 }
 /* One row: y[out] = x[in] @ W[in, out] (+ b). W is F32, or BF16 if wb != NULL (packed, above). */
 void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *wb,
