@@ -3,7 +3,7 @@
  * and against NumPy and PyTorch on the same shapes, in the same run.
  *
  *   qkv bench attention [--quick] [--sizes 128,512,...] [--threads N] [--budget SEC]
- *                       [--no-peers] [--no-decode] [--no-bf16] [--json FILE]
+ *                       [--cli-n N] [--no-peers] [--no-decode] [--no-bf16] [--json FILE]
  *
  * Shapes: B=1, H=12, d=64, Nq = Nk = N, causal and not. FLOPs: forward 4*B*H*N^2*d (half
  * when causal, whatever an implementation computes), backward 2.5x forward, so
@@ -18,14 +18,23 @@
  * within its stated bound (include/qkv.h), then timed in alternation with the float32 forward
  * (call for call, so both see the same machine), best of each; the ratio is printed and in
  * the JSON (bf16_ms, bf16_speedup, and the same on 1 thread in CPU time).
+ *
+ * The command line: `qkv attention` run as a user runs it (this binary, a child process per
+ * call, Q, K and V .npy files in, O.npy out) at N = 4096 (--cli-n N; 0 skips it), its output
+ * checked against the in-process forward, then timed whole (exec to exit) in alternation with
+ * the in-process forward: the difference is what the process costs outside the kernel.
  */
 #include "cli/cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <immintrin.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef _OPENMP
@@ -286,6 +295,118 @@ static int time_fwd_pair(const qkv_attn_desc *d, bufs *b, double budget, double 
     return 0;
 }
 
+/* ---- the command line ------------------------------------------------------------------------- */
+
+typedef struct cli_result {
+    int n, ok;
+    double gflop, proc_best, proc_median, fwd_best, max_diff;
+} cli_result;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Runs argv (stdout to /dev/null, stderr to err_path); *wall gets exec-to-exit seconds.
+ * posix_spawn, not fork: the bench's own pages are not copied, so the time is the child's. */
+static int spawn_timed(char *const argv[], const char *err_path, double *wall) {
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa)) return -1;
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    extern char **environ;
+    pid_t pid;
+    double t = qkv__now();
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc) return -1;
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0)
+        if (errno != EINTR) return -1;
+    *wall = qkv__now() - t;
+    return WIFEXITED(ws) && WEXITSTATUS(ws) == 0 ? 0 : -1;
+}
+
+/* `qkv attention --q --k --v --out` on [1, H, N, D] files in a fresh folder, against the
+ * same forward in this process. Returns 0 with r filled, nonzero (message printed) if it
+ * could not be run or disagreed. */
+static int bench_cli(int N, int threads, cli_result *r) {
+    memset(r, 0, sizeof *r);
+    r->n = N;
+    r->gflop = 4.0 * H * (double)N * N * D * 1e-9;
+    char exe[4096], dir[] = "/tmp/qkv-bench-attn-XXXXXX", path[5][4200], nthr[16];
+    const char *names[5] = {"q.npy", "k.npy", "v.npy", "o.npy", "stderr.txt"};
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0 || !mkdtemp(dir)) {
+        printf("command line: not measured (no executable path or temporary folder: %s)\n", strerror(errno));
+        return 1;
+    }
+    exe[len] = '\0';
+    for (int i = 0; i < 5; i++) snprintf(path[i], sizeof path[i], "%s/%s", dir, names[i]);
+    const size_t n = (size_t)H * N * D;
+    const int64_t shape[4] = {1, H, N, D};
+    float *qkv_in[3] = {qkv__alloc_aligned(n * sizeof(float)), qkv__alloc_aligned(n * sizeof(float)),
+                        qkv__alloc_aligned(n * sizeof(float))};
+    float *out = qkv__alloc_aligned(n * sizeof(float)), *lse = qkv__alloc_aligned((size_t)H * N * sizeof(float));
+    qkv__npy got = {0};
+    int fail = !qkv_in[0] || !qkv_in[1] || !qkv_in[2] || !out || !lse;
+    unsigned long long s = 0x9E3779B97F4A7C15ULL + (unsigned)N;
+    for (int t = 0; t < 3 && !fail; t++) {
+        for (size_t j = 0; j < n; j++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            qkv_in[t][j] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+        }
+        fail = qkv__npy_save(path[t], qkv_in[t], 4, shape) != QKV_OK;
+    }
+    qkv_attn_desc d;
+    qkv_attn_desc_init(&d, 1, H, H, N, N, D);
+    snprintf(nthr, sizeof nthr, "%d", threads);
+    char *argv[] = {exe, "attention", "--q", path[0], "--k", path[1], "--v", path[2], "--out", path[3],
+                    "--threads", nthr, NULL};
+    double wall, proc[7], fwd[7];
+    qkv_set_threads(threads);
+    if (!fail) fail = qkv_attention_forward(&d, qkv_in[0], qkv_in[1], qkv_in[2], out, lse, NULL) != QKV_OK;
+    if (!fail && spawn_timed(argv, path[4], &wall)) {
+        char msg[512] = "";
+        FILE *f = fopen(path[4], "r");
+        if (f) {
+            size_t m = fread(msg, 1, sizeof msg - 1, f);
+            msg[m] = '\0';
+            fclose(f);
+        }
+        printf("command line: `qkv attention` failed: %s\n", msg);
+        fail = 1;
+    }
+    if (!fail && qkv__npy_load(path[3], &got) == QKV_OK && got.count == n) {
+        for (size_t j = 0; j < n; j++) {
+            double e = fabs((double)got.data[j] - (double)out[j]);
+            if (!(e <= r->max_diff)) r->max_diff = e; /* NaN sticks */
+        }
+        r->ok = r->max_diff <= 1e-6; /* the same kernel on the same threads: the same floats */
+        if (!r->ok) printf("command line: O.npy differs from the in-process forward by %.3g\n", r->max_diff);
+    } else if (!fail) {
+        printf("command line: O.npy unreadable or of the wrong size\n");
+    }
+    for (int i = 0; i < 7 && r->ok; i++) { /* alternate: both see the same machine */
+        if (spawn_timed(argv, path[4], &proc[i])) r->ok = 0;
+        double t = qkv__now();
+        qkv_attention_forward(&d, qkv_in[0], qkv_in[1], qkv_in[2], out, lse, NULL);
+        fwd[i] = qkv__now() - t;
+    }
+    if (r->ok) {
+        qsort(proc, 7, sizeof *proc, cmp_double);
+        qsort(fwd, 7, sizeof *fwd, cmp_double);
+        r->proc_best = proc[0], r->proc_median = proc[3], r->fwd_best = fwd[0];
+    }
+    qkv_set_threads(0);
+    qkv__npy_free(&got);
+    for (int i = 0; i < 5; i++) unlink(path[i]);
+    rmdir(dir);
+    for (int t = 0; t < 3; t++) qkv__free_aligned(qkv_in[t]);
+    qkv__free_aligned(out), qkv__free_aligned(lse);
+    return !r->ok;
+}
+
 static double load_average(void) {
     double l = -1.0;
     FILE *f = fopen("/proc/loadavg", "r");
@@ -404,14 +525,14 @@ typedef struct result {
 
 int qkv__bench_attention(int argc, char **argv) {
     int sizes[MAX_SIZES] = {128, 512, 1024, 2048, 4096, 16384}, n_sizes = 6;
-    int threads = qkv_get_threads(), peers = 1, decode = 1, bf16 = 1;
+    int threads = qkv_get_threads(), peers = 1, decode = 1, bf16 = 1, cli_n = 4096;
     double budget = 0.3;
     const char *json_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--quick")) {
             n_sizes = 4, sizes[0] = 128, sizes[1] = 512, sizes[2] = 1024, sizes[3] = 2048;
-            budget = 0.15;
+            budget = 0.15, cli_n = 1024;
         } else if (!strcmp(a, "--sizes") && i + 1 < argc) {
             n_sizes = 0;
             for (char *s = argv[++i]; *s && n_sizes < MAX_SIZES;) {
@@ -434,6 +555,12 @@ int qkv__bench_attention(int argc, char **argv) {
                 return qkv__cli_usage_error("bench attention", "--budget must be a number of seconds in [0.01, 60] "
                                             "(got '%s')", argv[i]);
             budget = b;
+        } else if (!strcmp(a, "--cli-n") && i + 1 < argc) {
+            long v;
+            if (qkv__cli_read_long(argv[++i], 0, 65536, &v))
+                return qkv__cli_usage_error("bench attention", "--cli-n must be an integer in [0, 65536] (got '%s')",
+                                            argv[i]);
+            cli_n = (int)v;
         } else if (!strcmp(a, "--no-peers")) {
             peers = 0;
         } else if (!strcmp(a, "--no-decode")) {
@@ -445,7 +572,7 @@ int qkv__bench_attention(int argc, char **argv) {
         } else {
             int help = !strcmp(a, "--help") || !strcmp(a, "-h");
             fprintf(help ? stdout : stderr, "usage: qkv bench attention [--quick] [--sizes 128,512,...] [--threads N] "
-                            "[--budget SEC] [--no-peers] [--no-decode] [--no-bf16] [--json FILE]\n");
+                            "[--budget SEC] [--cli-n N] [--no-peers] [--no-decode] [--no-bf16] [--json FILE]\n");
             return help ? 0 : qkv__cli_usage_error("bench attention", "unknown option or missing value '%s'", a);
         }
     }
@@ -549,6 +676,14 @@ int qkv__bench_attention(int argc, char **argv) {
     }
     qkv_set_threads(0);
 
+    cli_result cli = {0};
+    if (cli_n > 0) {
+        printf("command line: `qkv attention` at N=%d (.npy in and out), checked, then timed against the in-process "
+               "forward ...\n", cli_n);
+        fflush(stdout);
+        bench_cli(cli_n, threads, &cli);
+    }
+
     /* the peaks again: a shared machine may have disturbed the first measurement */
     {
         const char *isa2;
@@ -619,6 +754,15 @@ int qkv__bench_attention(int argc, char **argv) {
            "and the explicit formula. OpenBLAS core: %s. bf16: the BF16 forward and the float32 one timed call for call, best of each; "
            "its error bound is in include/qkv.h.)\n", core);
 
+    if (cli.ok)
+        printf("\ncommand line (`qkv attention --q --k --v --out`, N=%d, no mask, %d threads, exec to exit, 7 runs "
+               "alternating with the in-process forward): whole process %.1f ms best (median %.1f) = %.1f GFLOP/s, "
+               "%.0f%% of peak; the forward alone %.1f ms (%.0f%%); outside the forward %.1f ms (reading %.0f MB, "
+               "writing %.0f MB, starting up)\n",
+               cli.n, threads, cli.proc_best * 1e3, cli.proc_median * 1e3, cli.gflop / cli.proc_best,
+               100.0 * cli.gflop / cli.proc_best / peakN, cli.fwd_best * 1e3, 100.0 * cli.gflop / cli.fwd_best / peakN,
+               (cli.proc_best - cli.fwd_best) * 1e3, 3.0 * H * cli.n * D * 4 * 1e-6, 1.0 * H * cli.n * D * 4 * 1e-6);
+
     /* decoding: one query per head against a KV cache, bound by memory bandwidth */
     double bw1 = 0, bwN = 0;
     int ctx[3] = {1024, 4096, 32768};
@@ -682,7 +826,13 @@ int qkv__bench_attention(int argc, char **argv) {
         fprintf(f, " ],\n \"decode\": {\"read_gbs_1thread\": %.2f, \"read_gbs\": %.2f, \"rows\": [", bw1, bwN);
         for (int ci = 0; ci < 3 && decode; ci++)
             fprintf(f, "%s{\"context\": %d, \"ms\": %.4f, \"gbs\": %.2f}", ci ? ", " : "", ctx[ci], dec_ms[ci], dec_gbs[ci]);
-        fprintf(f, "]}}\n");
+        fprintf(f, "]}");
+        if (cli.ok)
+            fprintf(f, ",\n \"cli\": {\"n\": %d, \"process_ms\": %.3f, \"process_median_ms\": %.3f, \"forward_ms\": %.3f, "
+                       "\"process_peak_fraction\": %.4f, \"forward_peak_fraction\": %.4f, \"max_diff\": %.3g}",
+                    cli.n, cli.proc_best * 1e3, cli.proc_median * 1e3, cli.fwd_best * 1e3, cli.gflop / cli.proc_best / peakN,
+                    cli.gflop / cli.fwd_best / peakN, cli.max_diff);
+        fprintf(f, "}\n");
         if (o == 1) fclose(f);
     }
     return 0;

@@ -130,9 +130,7 @@ typedef struct qkv__npy {
     int ndim;
     int64_t shape[QKV__NPY_MAX_DIMS];
     size_t count; /* product of shape */
-    float *data;  /* little-endian float32, C order: malloc'ed, or inside map */
-    void *map;    /* the file mapped (copy-on-write), or NULL */
-    size_t map_len;
+    float *data;  /* little-endian float32, C order (qkv__alloc_huge) */
 } qkv__npy;
 
 /* Loads a float32 (<f4), C-ordered .npy file; anything else is refused with a message. */

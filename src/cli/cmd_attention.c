@@ -227,6 +227,13 @@ int qkv__cmd_attention(int argc, char **argv) {
         if ((st = qkv_attention_backward(&desc, Q.data, K.data, V.data, out, lse, DO.data, dq, dk, dv)))
             goto fail;
         t_bwd = qkv__now() - t0;
+    }
+    /* the inputs are spent: freed first, their pages become the output files' page cache
+     * (pages the guest has not used lately cost a VM a host fault each: 12 MB of O took
+     * 21-26 ms to write into fresh pages, 4-9 ms into these) */
+    qkv__npy_free(&Q), qkv__npy_free(&K), qkv__npy_free(&V), qkv__npy_free(&DO);
+    if (want_bwd) {
+        const float *dq = grads, *dk = grads + Q.count, *dv = grads + Q.count + K.count;
         if ((st = qkv__npy_save(dq_path, dq, 4, Q.shape)) || (st = qkv__npy_save(dk_path, dk, 4, K.shape)) ||
             (st = qkv__npy_save(dv_path, dv, 4, K.shape)))
             goto fail;

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -232,27 +231,13 @@ done:
     return st;
 }
 
-/* Reads arr->count floats from f (positioned at the data) and checks nothing follows.
- * A regular file whose data starts 64-byte aligned (NumPy pads its headers so) is mapped
- * instead, pages filled at once (MAP_POPULATE), private and copy-on-write: no copy and no fresh
- * memory to fault in, which on a virtual machine cost more than reading (npy_open has already
- * checked the file's size against the shape). */
+/* Reads arr->count floats from f (positioned at the data) and checks nothing follows. Into
+ * fresh memory on huge pages, by read(2): a private mapping of the file (no copy) took as long
+ * in `qkv attention` at N = 4096 on this VM, its pages faulting again when first read, and it
+ * would die of SIGBUS if the file were truncated meanwhile. */
 static qkv_status npy_read_data(const char *path, FILE *f, qkv__npy *arr) {
-    long off = ftell(f);
-    struct stat fst;
     size_t bytes = arr->count * sizeof(float);
-    if (bytes >= ((size_t)1 << 20) && off > 0 && off % 64 == 0 && fstat(fileno(f), &fst) == 0 && S_ISREG(fst.st_mode) &&
-        (uint64_t)fst.st_size == (uint64_t)off + bytes) {
-        size_t len = (size_t)off + bytes;
-        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_POPULATE, fileno(f), 0);
-        if (m != MAP_FAILED) {
-            arr->map = m;
-            arr->map_len = len;
-            arr->data = (float *)((unsigned char *)m + off);
-            return QKV_OK;
-        }
-    }
-    arr->data = qkv__alloc_huge(bytes);
+    arr->data = qkv__alloc_huge(bytes ? bytes : sizeof(float));
     if (!arr->data) return qkv__fail(QKV_ENOMEM, "%s: cannot allocate %zu floats", path, arr->count);
     if (arr->count && fread(arr->data, sizeof(float), arr->count, f) != arr->count)
         return qkv__fail(QKV_EFORMAT, "%s: data is shorter than the shape in its header", path);
@@ -331,9 +316,6 @@ qkv_status qkv__npy_save(const char *path, const float *data, int ndim, const in
 
 void qkv__npy_free(qkv__npy *arr) {
     if (!arr) return;
-    if (arr->map) munmap(arr->map, arr->map_len);
-    else qkv__free_aligned(arr->data);
+    qkv__free_aligned(arr->data);
     arr->data = NULL;
-    arr->map = NULL;
-    arr->map_len = 0;
 }

@@ -230,10 +230,10 @@ def save_npy_v2(path, a):
 
 
 @test
-def large_inputs_mapped_or_read_give_the_same_result():
-    """Inputs of 1 MB and more are mapped (NumPy's 64-byte-aligned data), others read; a
-    version-2 file with unaligned data is read: the outputs agree with float64 and with each
-    other bit for bit, and the input files are left as they were (the mapping is private)."""
+def large_inputs_aligned_or_not_give_the_same_result():
+    """Inputs of 1 MB and more (read into huge pages) as NumPy writes them (64-byte-aligned
+    data) and as version-2 files with unaligned data: the outputs agree with float64 and with
+    each other bit for bit, and the input files are left as they were."""
     need_torch()
     rng = np.random.default_rng(21)
     q, k, v = (rng.uniform(-1, 1, (1, 4, 512, 64)).astype(np.float32) for _ in range(3))  # 512 KB each
@@ -241,7 +241,7 @@ def large_inputs_mapped_or_read_give_the_same_result():
     t = tmpdir()
     try:
         outs = []
-        for tag, arrs, writer in (("mapped", big, np.save), ("read (v2, unaligned)", big, save_npy_v2)):
+        for tag, arrs, writer in (("aligned", big, np.save), ("v2, unaligned", big, save_npy_v2)):
             paths = [os.path.join(t, "%s%d.npy" % (n, len(outs))) for n in "qkv"]
             for p, a in zip(paths, arrs):
                 writer(p, a)
@@ -250,7 +250,7 @@ def large_inputs_mapped_or_read_give_the_same_result():
             qkv("attention", "--q", paths[0], "--k", paths[1], "--v", paths[2], "--out", o, "--causal")
             assert [open(p, "rb").read() for p in paths] == before, "%s: an input file changed" % tag
             outs.append(np.load(o))
-        assert np.array_equal(outs[0], outs[1]), "mapped and read inputs gave different outputs"
+        assert np.array_equal(outs[0], outs[1]), "aligned and unaligned inputs gave different outputs"
         want = oracle(*big, True, None, 1.0, np.zeros_like(big[0]))[0]
         err = np.max(np.abs(outs[0] - want) / (1 + np.abs(want)))
         assert err <= 2e-5, "out err %.3g" % err
