@@ -1,6 +1,6 @@
 /*
  * matmul_avx512.c -- AVX-512 kernels for the model: a register-blocked sgemm (12 x 32 tile:
- * 24 accumulators, B packed in 32-column panels, A read in place), the BF16 GEMM of prompts
+ * 24 accumulators, B packed in 32-column panels, A tiles copied, C prefetched), the BF16 GEMM of prompts
  * (vdpbf16ps on the model's packed BF16 copies), and the memory-bound GEMVs of generation (F32
  * weights by chunks of whole rows; packed BF16 by panels, F32 arithmetic; Q8_0 with int8 VNNI
  * dot products). Built with AVX-512 flags; only called after run-time detection (matmul.c).
@@ -22,7 +22,8 @@
 #define MR 12
 #define NR 32
 #define KC 256
-#define NC 768 /* NC / NR = 24 panels of KC x NR floats (768 KB): stays in L2 */
+#define NC 384 /* NC / NR = 12 panels of KC x NR floats (384 KB): stays in L2 beside A's stream */
+#define LDA_P (KC + 16) /* the A tile's copy: rows 1088 bytes apart land in different L1 sets */
 _Static_assert(NR == QKV__BF16P_NR, "the BF16 kernels read the packed copies' 32-column panels");
 
 /* Packs B[k0:k0+kc, j0:j0+nc] into panels of NR columns (zero-padded): panel p holds
@@ -67,6 +68,25 @@ static inline __attribute__((always_inline)) void store_tile(__m512 acc[MR][2], 
     }
 }
 
+/* The kernels' A tile: mr rows of n elements (4 bytes each) copied to dst at stride ld_dst,
+ * zero rows below mr. One contiguous block in L1, where the activations' own rows (3072 floats
+ * apart in the MLP's second product: a multiple of 4 KB) all fell in one L1 set. */
+static void copy_tile(void *dst, ptrdiff_t ld_dst, const void *src, ptrdiff_t ld_src, int mr, int n) {
+    if (mr < MR) memset(dst, 0, 4 * (size_t)MR * (size_t)ld_dst);
+    for (int r = 0; r < mr; r++)
+        memcpy((char *)dst + 4 * (size_t)r * (size_t)ld_dst, (const char *)src + 4 * (size_t)r * (size_t)ld_src,
+               4 * (size_t)n);
+}
+
+/* C comes from L3 or memory (each k block adds to it): asked for at a kernel's start, it is
+ * there by the end (+10% on the 2-thread sgemm, when it stalled every store_tile). */
+static inline __attribute__((always_inline)) void prefetch_tile(const float *c, ptrdiff_t ldc, int mr) {
+    for (int r = 0; r < mr; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
+    }
+}
+
 /* C[mr x nr] (+)= A[MR x kc] @ Bp[kc x NR]. A rows have stride lda (MR rows always readable).
  * first: C = bias + product (bias may be NULL); else C += product. */
 static void kernel_12x32(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
@@ -74,6 +94,7 @@ static void kernel_12x32(int kc, const float *a, ptrdiff_t lda, const float *bp,
     __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    prefetch_tile(c, ldc, mr);
     for (int k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
 #pragma GCC unroll 12
@@ -136,8 +157,8 @@ static void gemm(const float *x, ptrdiff_t ldx, int n, int K, int m, const float
         int lo = (int)((long)n_units * t / T) * NR, hi = (int)((long)n_units * (t + 1) / T) * NR;
         if (hi > m) hi = m;
         float *packed = qkv__alloc_aligned(sizeof(float) * (size_t)KC * NC);
-        float *tail = qkv__alloc_aligned(sizeof(float) * (size_t)MR * KC);
-        if (!packed || !tail) {
+        float *tile = qkv__alloc_aligned(sizeof(float) * (size_t)MR * LDA_P);
+        if (!packed || !tile) {
             failed = 1;
         } else {
             for (int jc = lo; jc < hi; jc += NC) {
@@ -149,16 +170,10 @@ static void gemm(const float *x, ptrdiff_t ldx, int n, int K, int m, const float
                     for (int i0 = 0; i0 < n; i0 += MR) {
                         int mr = n - i0 < MR ? n - i0 : MR;
                         const float *a = x + (size_t)i0 * ldx + pc;
-                        ptrdiff_t lda = ldx;
-                        if (mr < MR) { /* a zero-padded copy, so the kernel reads MR full rows */
-                            memset(tail, 0, sizeof(float) * MR * KC);
-                            for (int r = 0; r < mr; r++) memcpy(tail + r * KC, a + r * ldx, sizeof(float) * (size_t)kc);
-                            a = tail;
-                            lda = KC;
-                        }
+                        copy_tile(tile, LDA_P, a, ldx, mr, kc);
                         for (int p = 0; p < n_panels; p++) {
                             int j0 = jc + p * NR, nr = nc - p * NR < NR ? nc - p * NR : NR;
-                            kernel_12x32(kc, a, lda, packed + (size_t)p * KC * NR, y + (size_t)i0 * ldy + j0,
+                            kernel_12x32(kc, tile, LDA_P, packed + (size_t)p * KC * NR, y + (size_t)i0 * ldy + j0,
                                          ldy, mr, nr, pc == 0, bias ? bias + j0 : NULL);
                         }
                     }
@@ -166,7 +181,7 @@ static void gemm(const float *x, ptrdiff_t ldx, int n, int K, int m, const float
             }
         }
         qkv__free_aligned(packed);
-        qkv__free_aligned(tail);
+        qkv__free_aligned(tile);
     }
     if (failed) { /* out of memory mid-forward: a plain loop, slow but right */
         for (int i = 0; i < n; i++)
@@ -531,6 +546,7 @@ static void gemv_t_chunk(void *arg, int r0, int r1) {
  * panels of pair rows), read in place. Threads take contiguous ranges of panels. */
 
 #define KCB 256 /* k per block: 128 pairs, a panel 16 KB */
+#define LDA_PB (KCB / 2 + 16) /* the A tile's copy, in pairs (see copy_tile) */
 
 static inline __m512 dp_bf16(__m512 acc, __m512i a, __m512i b) {
     return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
@@ -562,6 +578,7 @@ static void kernel_bf16_12x32(int kp, const uint32_t *a, ptrdiff_t lda, const ui
     __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    prefetch_tile(c, ldc, mr);
     for (int q = 0; q < kp; q++) {
         __m512i b0 = _mm512_load_si512(bp + q * NR), b1 = _mm512_load_si512(bp + q * NR + 16);
 #pragma GCC unroll 12
@@ -585,8 +602,8 @@ typedef struct {
 
 static void gemm_bf16_chunk(void *arg, int p0, int p1) {
     gemm_bf16_job *j = arg;
-    uint32_t *tail = qkv__alloc_aligned(sizeof(uint32_t) * (size_t)MR * (KCB / 2));
-    if (!tail) {
+    uint32_t *tile = qkv__alloc_aligned(sizeof(uint32_t) * (size_t)MR * LDA_PB);
+    if (!tile) {
         atomic_store(&j->failed, 1);
         return;
     }
@@ -596,22 +613,15 @@ static void gemm_bf16_chunk(void *arg, int p0, int p1) {
         int kc = j->K - pc < KCB ? j->K - pc : KCB, kp = (kc + 1) / 2;
         for (int i0 = 0; i0 < j->n; i0 += MR) {
             int mr = j->n - i0 < MR ? j->n - i0 : MR;
-            const uint32_t *a = xa + (size_t)i0 * lda + pc / 2;
-            ptrdiff_t ld = lda;
-            if (mr < MR) { /* a zero-padded copy, so the kernel reads MR full rows */
-                memset(tail, 0, sizeof(uint32_t) * MR * (KCB / 2));
-                for (int r = 0; r < mr; r++) memcpy(tail + r * (KCB / 2), a + (size_t)r * lda, sizeof(uint32_t) * (size_t)kp);
-                a = tail;
-                ld = KCB / 2;
-            }
+            copy_tile(tile, LDA_PB, xa + (size_t)i0 * lda + pc / 2, lda, mr, kp);
             for (int p = p0; p < p1; p++) { /* the packed panel's pair rows pc / 2 .. */
                 int j0 = p * NR, nr = j->m - j0 < NR ? j->m - j0 : NR;
-                kernel_bf16_12x32(kp, a, ld, wp + ((size_t)p * lda + (size_t)pc / 2) * NR, j->y + (size_t)i0 * j->ldy + j0,
+                kernel_bf16_12x32(kp, tile, LDA_PB, wp + ((size_t)p * lda + (size_t)pc / 2) * NR, j->y + (size_t)i0 * j->ldy + j0,
                                   j->ldy, mr, nr, pc == 0, j->bias ? j->bias + j0 : NULL);
             }
         }
     }
-    qkv__free_aligned(tail);
+    qkv__free_aligned(tile);
 }
 
 qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, int out, const uint16_t *wb,
@@ -816,7 +826,7 @@ static double fma_run(double seconds, int n_threads) {
         double start = qkv__now();
         while (qkv__now() - start < seconds) {
             for (int r = 0; r < 1000; r++) {
-#pragma GCC unroll 16
+#pragma GCC unroll 12
                 for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
             }
             iters += 1000;
