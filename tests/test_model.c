@@ -230,7 +230,9 @@ static void test_matmul_kernels_match_a_plain_loop(void) {
     for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
         for (size_t bi = 0; bi < sizeof ins / sizeof *ins; bi++)
             for (size_t c = 0; c < sizeof outs / sizeof *outs; c++) {
-                int n = ns[a], in = ins[bi], out = outs[c], ldx = in + 3;
+                /* ldx 512 floats (2 KB) for in = 300: rows that share L1 sets, the AVX-512
+                 * sgemm's copied-tile path for full tiles too */
+                int n = ns[a], in = ins[bi], out = outs[c], ldx = in == 300 ? 512 : in + 3;
                 float *x = malloc(sizeof(float) * (size_t)n * ldx), *w = malloc(sizeof(float) * (size_t)in * out),
                       *b = malloc(sizeof(float) * (size_t)out), *y = malloc(sizeof(float) * (size_t)n * out),
                       *r = malloc(sizeof(float) * (size_t)n * out), *yt = malloc(sizeof(float) * (size_t)n * out);
@@ -391,7 +393,9 @@ static void test_gemm_bf16(void) {
     for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
         for (size_t bi = 0; bi < sizeof ins / sizeof *ins; bi++)
             for (size_t c = 0; c < sizeof outs / sizeof *outs; c++) {
-                int n = ns[a], in = ins[bi], out = outs[c], ldx = in + 3;
+                /* ldx 512 floats (2 KB) for in = 300: rows that share L1 sets, the AVX-512
+                 * sgemm's copied-tile path for full tiles too */
+                int n = ns[a], in = ins[bi], out = outs[c], ldx = in == 300 ? 512 : in + 3;
                 float *x = malloc(sizeof(float) * (size_t)n * ldx), *w = malloc(sizeof(float) * (size_t)in * out),
                       *b = malloc(sizeof(float) * (size_t)out), *y = malloc(sizeof(float) * (size_t)n * out);
                 uint16_t *wb = malloc(sizeof(uint16_t) * (size_t)in * out);

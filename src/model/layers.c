@@ -438,7 +438,11 @@ void qkv__block_attn_in(const qkv_model_config *cfg, const qkv__params *p, int l
     if (cfg->pos == QKV_POS_ROPE) qkv__rope(a->qkv, m.W, N, T, m.H + m.KV, cfg, pos0, 0);
 }
 
+/* y = a + b (the residual adds): on all threads from 64K floats, else one thread waited
+ * at the next barrier while the other added a prompt's 1024 x 768 floats alone */
 static void add_rows(float *y, const float *a, const float *b, size_t n) {
+    int nt = n >= 65536 ? n_threads() : 1;
+#pragma omp parallel for simd num_threads(nt) schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
