@@ -1015,11 +1015,11 @@ int qkv__bench_model(int argc, char **argv) {
 
     /* read bandwidth again, last, so its buffer does not count in the peak memory above */
     double bw = has_avx512 ? fmax(read_bound(threads), bw_first) : NAN;
-    /* a neighbour can take a core while the FMA loop runs (two runs measured 220-234 GFLOP/s
-     * on 2 threads, half the machine): the best of the two measurements, as for bandwidth */
+    /* a neighbour can take a core while the FMA loop runs: the best of the two measurements,
+     * as for bandwidth */
     if (has_avx512) peak = fmax(peak, qkv__fma_peak_avx512(0.4, threads));
-    /* and never below threads x one thread's (a tenant holding a core the whole time halves
-     * the all-thread loop: the machine's peak is still both cores') */
+    /* and never below threads x one thread's: a tenant holding a core for the whole loop would
+     * halve the all-thread measurement, not the machine's peak */
     if (has_avx512) peak = fmax(peak, threads * qkv__fma_peak_avx512(0.2, 1));
     double load_after = load_average();
 

@@ -831,7 +831,7 @@ static double fma_run(double seconds, int n_threads) {
         double start = qkv__now();
         while (qkv__now() - start < seconds) {
             for (int r = 0; r < 1000; r++) {
-#pragma GCC unroll 12
+#pragma GCC unroll 16
                 for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
             }
             iters += 1000;
