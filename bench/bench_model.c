@@ -28,6 +28,7 @@
 #include "cli/cli.h"
 #include "model/gguf.h"
 #include "model/model.h"
+#include "model/params.h" /* qkv__model_params_block: the read pass over the weights */
 #include "tokenizer/tok_export.h"
 
 #include <errno.h>
@@ -930,6 +931,12 @@ int qkv__bench_model(int argc, char **argv) {
 
     /* ---- timing: rounds of qkv then llama-bench, medians over the rounds ---- */
     double q128[MAX_ROUNDS], q1024[MAX_ROUNDS], q32[MAX_ROUNDS], q16[MAX_ROUNDS], q8[MAX_ROUNDS];
+    /* the read loop over the model's own F32 weights right before each round's F32 generation
+     * (best of 2 passes): the bandwidth of that moment, where the bound above is the best pass
+     * of the whole run (this VM's bandwidth moves 30-84 GB/s within minutes) */
+    double bw_now[MAX_ROUNDS], q32_frac_now[MAX_ROUNDS];
+    size_t n_weights = 0;
+    const float *weights = qkv__model_params_block(m, &n_weights);
     double bp128[MAX_ROUNDS], bp1024[MAX_ROUNDS]; /* prompts with BF16 weights and dot products */
     double peak_mb = NAN, peak_q8_mb = NAN, peak_bf16_mb = NAN;
     int gen_agree = -1; /* the PyTorch peer's greedy tokens from the same 16-token prompt: the first 8 */
@@ -939,6 +946,7 @@ int qkv__bench_model(int argc, char **argv) {
             fprintf(stderr, "timing: round %d of %d%s\r", r + 1, rounds, lp ? " (qkv, then llama-bench)" : "");
         q128[r] = time_prompt(m, ids, 128, reps, last);
         q1024[r] = time_prompt(m, ids, 1024, reps, last);
+        bw_now[r] = has_avx512 && weights ? qkv__read_bw_avx512(weights, n_weights, 2, threads) : NAN;
         q32[r] = time_generate(m, ids, 16, n_gen, gen_out);
         if (r == 0) {
             json_t *pg = peer ? json_object_get(peer, "gen_ids") : NULL;
@@ -1059,6 +1067,16 @@ int qkv__bench_model(int argc, char **argv) {
     row("generate F32", gen32, jnum(peer, "gen"), g32, "read");
     row("generate BF16 weights", gen16, NAN, g16, "read");
     row("generate Q8_0 weights", genq8, NAN, gq8, "read");
+    double bw_now_lo = INFINITY, bw_now_hi = 0, frac_now = NAN;
+    if (has_avx512 && weights) {
+        for (int r = 0; r < rounds; r++) {
+            bw_now_lo = fmin(bw_now_lo, bw_now[r]), bw_now_hi = fmax(bw_now_hi, bw_now[r]);
+            q32_frac_now[r] = q32[r] * bytes32 / (bw_now[r] * 1e9);
+        }
+        frac_now = median_ok(q32_frac_now, rounds);
+        printf("F32 generation against the read loop over the same weights just before it, each round: %.2f of it "
+               "(median of %d; %.1f-%.1f GB/s then)\n", frac_now, rounds, bw_now_lo, bw_now_hi);
+    }
     printf("peak memory (max RSS): qkv %.0f MB with F32 weights, %.0f MB with the Q8_0 copy too, %.0f MB with the "
            "BF16 copy instead", peak_mb, peak_q8_mb, peak_bf16_mb);
     if (peer) printf("; PyTorch %.0f MB", jnum(peer, "peak_mb"));
@@ -1120,6 +1138,9 @@ int qkv__bench_model(int argc, char **argv) {
     json_object_set_new(o, "pp1024_frac_flop_bound", json_real(isfinite(b1024 * pp1024) ? pp1024 / b1024 : 0));
     json_object_set_new(o, "gen_f32_frac_read_bound", json_real(isfinite(g32 * gen32) ? gen32 / g32 : 0));
     json_object_set_new(o, "gen_bf16_frac_read_bound", json_real(isfinite(g16 * gen16) ? gen16 / g16 : 0));
+    json_object_set_new(o, "gen_f32_frac_read_now", json_real(isfinite(frac_now) ? frac_now : 0));
+    json_object_set_new(o, "read_gbs_now_min", json_real(isfinite(bw_now_lo) ? bw_now_lo : 0));
+    json_object_set_new(o, "read_gbs_now_max", json_real(bw_now_hi));
     json_object_set_new(o, "peak_rss_mb", json_real(peak_mb));
     json_object_set_new(o, "peak_rss_bf16_mb", json_real(peak_bf16_mb));
     json_object_set_new(o, "load_before", json_real(load_before));
