@@ -52,6 +52,7 @@ def bench_bad_names_and_options():
     usage_error(("bench", "--quick"), "options go after a benchmark name")
     usage_error(("bench", "attention", "--threads", "0"), "--threads must be an integer in [1, 1024]")
     usage_error(("bench", "attention", "--budget", "1e30"), "--budget must be a number of seconds in [0.01, 60]")
+    usage_error(("bench", "attention", "--cli-n", "-1"), "--cli-n must be an integer in [0, 65536]")
     usage_error(("bench", "attention", "--frob"), "unknown option")
     usage_error(("bench", "model", "--reps", "99"), "--reps must be an integer in [1, 16]")
     usage_error(("bench", "model", "--gen", "1e30"), "--gen must be an integer in [2, 900]")
