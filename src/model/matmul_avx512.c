@@ -618,8 +618,8 @@ static void gemm_bf16_chunk(void *arg, int p0, int p1) {
         int kc = j->K - pc < KCB ? j->K - pc : KCB, kp = (kc + 1) / 2;
         for (int i0 = 0; i0 < j->n; i0 += MR) {
             int mr = j->n - i0 < MR ? j->n - i0 : MR;
-            /* every tile copied (half the F32 copy's bytes): BF16 prompt +5% at 1024 tokens, the
-             * same at 128 (medians of 4-6 interleaved runs) */
+            /* every tile copied (half the F32 copy's bytes; copies and C prefetch together: BF16
+             * prompt +5% at 1024 tokens, the same at 128, medians of 4-6 interleaved runs) */
             copy_tile(tile, LDA_PB, xa + (size_t)i0 * lda + pc / 2, lda, mr, kp);
             for (int p = p0; p < p1; p++) { /* the packed panel's pair rows pc / 2 .. */
                 int j0 = p * NR, nr = j->m - j0 < NR ? j->m - j0 : NR;
