@@ -295,6 +295,12 @@ static int time_fwd_pair(const qkv_attn_desc *d, bufs *b, double budget, double 
     return 0;
 }
 
+/* The benches' inputs: xorshift64, uniform in [-1, 1). */
+static float uniform_pm1(unsigned long long *s) {
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return (float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
 /* ---- the command line ------------------------------------------------------------------------- */
 
 typedef struct cli_result {
@@ -352,10 +358,7 @@ static int bench_cli(int N, int threads, cli_result *r) {
     int fail = !qkv_in[0] || !qkv_in[1] || !qkv_in[2] || !out || !lse;
     unsigned long long s = 0x9E3779B97F4A7C15ULL + (unsigned)N;
     for (int t = 0; t < 3 && !fail; t++) {
-        for (size_t j = 0; j < n; j++) {
-            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-            qkv_in[t][j] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-        }
+        for (size_t j = 0; j < n; j++) qkv_in[t][j] = uniform_pm1(&s);
         fail = qkv__npy_save(path[t], qkv_in[t], 4, shape) != QKV_OK;
     }
     qkv_attn_desc d;
@@ -620,10 +623,7 @@ int qkv__bench_attention(int argc, char **argv) {
         unsigned long long s = 0x2545F4914F6CDD1DULL + (unsigned)N;
         for (size_t j = 0; j < n; j++) {
             float *dst[4] = {b.q, b.k, b.v, b.dout};
-            for (int t = 0; t < 4; t++) {
-                s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-                dst[t][j] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-            }
+            for (int t = 0; t < 4; t++) dst[t][j] = uniform_pm1(&s);
         }
         for (int causal = 0; causal < 2; causal++) {
             qkv_attn_desc d;

@@ -159,6 +159,8 @@ static void gemm(const float *x, ptrdiff_t ldx, int n, int K, int m, const float
         if (hi > m) hi = m;
         float *packed = qkv__alloc_aligned(sizeof(float) * (size_t)KC * NC);
         float *tile = qkv__alloc_aligned(sizeof(float) * (size_t)MR * LDA_P);
+        /* x's rows share L1 sets (stride a multiple of 2 KB): its tiles are copied (copy_tile) */
+        const int rows_collide = ((size_t)ldx * sizeof(float)) % 2048 == 0;
         if (!packed || !tile) {
             failed = 1;
         } else {
@@ -171,8 +173,7 @@ static void gemm(const float *x, ptrdiff_t ldx, int n, int K, int m, const float
                     for (int i0 = 0; i0 < n; i0 += MR) {
                         int mr = n - i0 < MR ? n - i0 : MR;
                         const float *a = x + (size_t)i0 * ldx + pc;
-                        /* copied when partial or when x's rows would share L1 sets */
-                        const int cp = mr < MR || ((size_t)ldx * sizeof(float)) % 2048 == 0;
+                        const int cp = mr < MR || rows_collide; /* else read in place */
                         if (cp) copy_tile(tile, LDA_P, a, ldx, mr, kc);
                         const float *at = cp ? tile : a;
                         const ptrdiff_t ldt = cp ? LDA_P : ldx;
