@@ -59,6 +59,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")
 #endif
 
+#include "transpose_avx512.h"
 #include "vexp2_avx512.h"
 
 #define VW 16
@@ -370,7 +371,7 @@ static void bf_block(const qkv_attn_desc *d, const qkv__attn_strides *st, int b,
         else
             k2_all(Vp + (size_t)kb / 2 * dp, dp, s->Pp, n, s->OT, s->alpha);
     }
-    float *oh = out + b * st->q_b + h * st->q_h;
+    float *oh = out + b * st->q_b + h * st->q_h, inv_r[BR];
     for (int i = 0; i < rows; i++) {
         float l = s->l[i], inv, row_lse;
         if (l > 0.0f) {
@@ -381,10 +382,10 @@ static void bf_block(const qkv_attn_desc *d, const qkv__attn_strides *st, int b,
         } else {
             inv = NAN, row_lse = NAN;
         }
-        float *o = oh + (ptrdiff_t)(i0 + i) * st->q_n;
-        for (int c = 0; c < D; c++) o[c] = s->OT[(size_t)c * BR + i] * inv;
+        inv_r[i] = inv;
         if (lse) lse[((size_t)b * d->n_head_q + h) * d->n_q + (size_t)(i0 + i)] = row_lse;
     }
+    qkv__rows_from_t_512(s->OT, BR, inv_r, rows, D, oh + (ptrdiff_t)i0 * st->q_n, st->q_n);
 }
 
 /* ---- the whole call ------------------------------------------------------------------------ *

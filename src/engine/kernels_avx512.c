@@ -8,6 +8,7 @@
 
 #include <immintrin.h>
 
+#include "transpose_avx512.h"
 #include "vexp2_avx512.h"
 
 #define VW 16
@@ -34,6 +35,7 @@ static inline vf vexp2(vf x) { return qkv__vexp2_512(x); }
 #define NR2 8
 #define NR3 4
 #define NV3 4
+#define TR16(src, lds, dst, ldd, scale, mul) qkv__tr16_512((src), (lds), (dst), (ldd), (scale), (mul))
 #define KERNEL_TABLE qkv__attn_kernels_avx512
 #define KERNEL_NAME "avx512"
 

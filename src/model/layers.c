@@ -93,10 +93,17 @@ void qkv__dropout(float *dst, const float *src, size_t n, float p, uint64_t key)
 void qkv__norm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                        const float *b, int N, int C, float eps, int kind) {
     int nt = N >= 16 ? n_threads() : 1;
+    const char *simd = qkv_simd_name();
+    const int v512 = qkv__cpu_has_avx512() && (!simd || !strcmp(simd, "avx512"));
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
+        if (v512) {
+            qkv__norm_row_avx512(o, x, w, b, C, eps, kind == QKV_NORM_RMS, mean ? mean + n : NULL,
+                                 rstd ? rstd + n : NULL);
+            continue;
+        }
         if (kind == QKV_NORM_RMS) {
             float ss = 0.0f;
             for (int c = 0; c < C; c++) ss += x[c] * x[c];

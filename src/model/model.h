@@ -190,6 +190,9 @@ qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, i
 int qkv__cpu_has_avx512_bf16(void);
 int qkv__cpu_has_avx512(void);
 void qkv__gelu_tanh_avx512(float *x, size_t n);
+/* One row of qkv__norm_forward (rms: RMSNorm, b unused); mean / rstd may be NULL. */
+void qkv__norm_row_avx512(float *o, const float *x, const float *w, const float *b, int C, float eps,
+                          int rms, float *mean, float *rstd);
 /* Bench helpers: sustained FMA GFLOP/s; best read GB/s over reps passes of buf (64-aligned). */
 double qkv__fma_peak_avx512(double seconds, int n_threads);
 double qkv__read_bw_avx512(const float *buf, size_t n, int reps, int n_threads);
