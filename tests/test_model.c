@@ -701,8 +701,16 @@ static void test_gelu_matches_tanh_formula(void) {
         double want = 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
         ASSERT_CLOSE(y[i], want, 2e-6 * (1.0 + fabs(want)));
     }
+    float *y2 = malloc(sizeof(float) * N); /* out of place: the same floats, the input kept */
+    ASSERT(y2);
+    qkv__gelu_forward(y2, x, N);
+    for (int i = 0; i < N; i++) {
+        ASSERT(y2[i] == y[i]);
+        ASSERT(x[i] == -20.0f + 40.0f * (float)i / (N - 1));
+    }
     free(x);
     free(y);
+    free(y2);
 }
 
 static void test_capture_is_consistent(void) {

@@ -320,12 +320,11 @@ void qkv__gelu_forward(float *out, const float *inp, size_t n) {
     int nt = n >= 65536 ? n_threads() : 1;
     const char *simd = qkv_simd_name();
     if (qkv__cpu_has_avx512() && (!simd || !strcmp(simd, "avx512"))) {
-        if (out != inp) memcpy(out, inp, n * sizeof(float));
         size_t chunk = (n / (size_t)nt + 15) / 16 * 16;
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int t = 0; t < nt; t++) {
             size_t lo = (size_t)t * chunk, len = lo < n ? (n - lo < chunk ? n - lo : chunk) : 0;
-            if (len) qkv__gelu_tanh_avx512(out + lo, len);
+            if (len) qkv__gelu_tanh_avx512(out + lo, inp + lo, len);
         }
         return;
     }

@@ -978,7 +978,7 @@ void qkv__norm_row_avx512(float *o, const float *x, const float *w, const float 
 
 /* ---- GELU (tanh form), 16 lanes: the same exp polynomial as gpt2_forward.c ---------------- */
 
-void qkv__gelu_tanh_avx512(float *x, size_t n) {
+void qkv__gelu_tanh_avx512(float *y, const float *x, size_t n) {
     const __m512 lo = _mm512_set1_ps(-87.0f), hi = _mm512_set1_ps(88.0f);
     const __m512 shifter = _mm512_set1_ps(12582912.0f), log2e = _mm512_set1_ps(1.44269504f);
     const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
@@ -1006,6 +1006,6 @@ void qkv__gelu_tanh_avx512(float *x, size_t n) {
                              _mm512_set1_epi32(127)), 23);
         __m512 e = _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
         __m512 th = _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(e, one)));
-        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, th)));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, th)));
     }
 }
