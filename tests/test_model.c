@@ -263,6 +263,40 @@ static void test_matmul_kernels_match_a_plain_loop(void) {
             }
 }
 
+/* The F32 GEMV at GPT-2's wide outputs and more rows than one 128-row block against a double
+ * sum: in not a multiple of 8 or of the blocks, out not a multiple of 32; and the same floats
+ * at 1 and 3 threads (the partials are added in block order whoever computed them). */
+static void test_gemv_wide(void) {
+    static const int ins[] = {300, 1029}, outs[] = {2048, 2100};
+    for (size_t a = 0; a < 2; a++)
+        for (size_t c = 0; c < 2; c++) {
+            int in = ins[a], out = outs[c];
+            float *x = malloc(sizeof(float) * (size_t)in), *w = malloc(sizeof(float) * (size_t)in * out),
+                  *b = malloc(sizeof(float) * (size_t)out), *y = malloc(sizeof(float) * (size_t)out),
+                  *y1 = malloc(sizeof(float) * (size_t)out);
+            ASSERT(x && w && b && y && y1);
+            for (int i = 0; i < in; i++) x[i] = frand();
+            for (size_t i = 0; i < (size_t)in * out; i++) w[i] = frand();
+            for (int o = 0; o < out; o++) b[o] = frand();
+            int threads = qkv_get_threads();
+            qkv_set_threads(3);
+            qkv__gemv(x, in, out, w, NULL, b, y);
+            qkv_set_threads(1);
+            qkv__gemv(x, in, out, w, NULL, b, y1);
+            qkv_set_threads(threads);
+            for (int o = 0; o < out; o++) {
+                double s = b[o], mag = fabs(b[o]);
+                for (int k = 0; k < in; k++) {
+                    s += (double)x[k] * w[(size_t)k * out + o];
+                    mag += fabs((double)x[k] * w[(size_t)k * out + o]);
+                }
+                ASSERT_CLOSE(y[o], s, 1e-6 * mag + 1e-6);
+                ASSERT(y1[o] == y[o]);
+            }
+            free(x), free(w), free(b), free(y), free(y1);
+        }
+}
+
 /* W[in, out] packed as the model's BF16 copies are (qkv__bf16p_pack); free() it. */
 static uint16_t *bf16_packed(const float *w, int in, int out) {
     size_t n = qkv__bf16p_size(in, out);
@@ -1148,6 +1182,7 @@ int main(void) {
     RUN(test_safetensors_survives_corruption);
     RUN(test_matmul_kernels_match_a_plain_loop);
     RUN(test_bf16_pack);
+    RUN(test_gemv_wide);
     RUN(test_gemv_bf16);
     RUN(test_gemv_rows_and_columns);
     RUN(test_gemm_bf16);
