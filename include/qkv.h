@@ -507,8 +507,9 @@ qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt,
 /* Makes generation (the one-token steps of qkv_model_generate; not the prompt, not
  * qkv_model_forward) read BF16 copies of the weight matrices (about 250 MB more for GPT-2
  * small): half the bytes per token, about twice the speed, weights rounded to 8 bits of
- * mantissa (arithmetic stays float32). on = 0 frees the copies. Call before sharing the
- * model between threads. */
+ * mantissa; the activations enter the BF16 dot products as two BF16 parts (exact to 2^-16 of
+ * their magnitude), products exact and summed in float32. on = 0 frees the copies. Call
+ * before sharing the model between threads. */
 qkv_status qkv_model_use_bf16(qkv_model *model, int on);
 
 /* Makes generation (the same one-token steps) read Q8_0 copies of the weight matrices and

@@ -354,9 +354,11 @@ static void test_gemv_bf16(void) {
     qkv__gemv(x, in, out, NULL, wp, NULL, y);
     free(wp);
     qkv__gemv_t(x, in, out, NULL, eb, yt);
-    for (int o = 0; o < out; o++) {
-        ASSERT_CLOSE(y[o], r[o], 1e-4);
-        ASSERT_CLOSE(yt[o], r[o], 1e-4);
+    for (int o = 0; o < out; o++) { /* x enters as two BF16 parts: exact to 2^-16 of |x| */
+        double mag = 0.0;
+        for (int k = 0; k < in; k++) mag += fabs((double)x[k] * w[k * out + o]);
+        ASSERT_CLOSE(y[o], r[o], (0x1p-16 + (in + 1) * 1.2e-7) * mag + 1e-30);
+        ASSERT_CLOSE(yt[o], r[o], (0x1p-16 + (in + 1) * 1.2e-7) * mag + 1e-30);
     }
     /* wide rows on one thread: the pool runs the whole loop as one call (GPT-2's q|k|v is 72
      * units of 32 columns; a fixed per-chunk buffer once overflowed here) */
@@ -379,8 +381,9 @@ static void test_gemv_bf16(void) {
 }
 
 /* Both F32 GEMV layouts (rows split into 128-row chunks with partial sums, and column slices)
- * and the BF16 one (packed panels), against float64 sums: rows across several chunks with a
- * ragged last one, odd rows, 32-column panels with tails, bias; the same bits at 1 and 2 threads. */
+ * and the BF16 one (packed panels, vdpbf16ps on x's two BF16 parts), against float64 sums: rows
+ * across several chunks with a ragged last one, odd rows, 32-column panels with tails, bias; the
+ * same bits at 1 and 2 threads. */
 static void test_gemv_rows_and_columns(void) {
     static const int ins[] = {1, 5, 128, 129, 301, 1030}, outs[] = {1, 16, 31, 64, 101, 800};
     for (size_t a = 0; a < sizeof ins / sizeof *ins; a++)
@@ -407,7 +410,8 @@ static void test_gemv_rows_and_columns(void) {
                             r += (double)x[k] * w[(size_t)k * out + o];
                             mag += fabs((double)x[k] * w[(size_t)k * out + o]);
                         }
-                        ASSERT_CLOSE(y[o], r, (in + 1) * 1.2e-7 * mag + 1e-30);
+                        /* BF16: x enters as two BF16 parts, exact to 2^-16 of |x| */
+                        ASSERT_CLOSE(y[o], r, ((in + 1) * 1.2e-7 + (bf ? 0x1p-16 : 0.0)) * mag + 1e-30);
                         ASSERT(y[o] == y1[o]); /* summation order fixed by the chunks, not the threads */
                     }
                 }
