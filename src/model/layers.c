@@ -93,8 +93,7 @@ void qkv__dropout(float *dst, const float *src, size_t n, float p, uint64_t key)
 void qkv__norm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                        const float *b, int N, int C, float eps, int kind) {
     int nt = N >= 16 ? n_threads() : 1;
-    const char *simd = qkv_simd_name();
-    const int v512 = qkv__cpu_has_avx512() && (!simd || !strcmp(simd, "avx512"));
+    const int v512 = qkv__use_avx512();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -318,8 +317,7 @@ static inline float fast_tanhf(float u) {
 
 void qkv__gelu_forward(float *out, const float *inp, size_t n) {
     int nt = n >= 65536 ? n_threads() : 1;
-    const char *simd = qkv_simd_name();
-    if (qkv__cpu_has_avx512() && (!simd || !strcmp(simd, "avx512"))) {
+    if (qkv__use_avx512()) {
         size_t chunk = (n / (size_t)nt + 15) / 16 * 16;
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int t = 0; t < nt; t++) {

@@ -69,9 +69,7 @@ static void gemm_kind_set(int k) { gemm_choice = k; }
 static int gemm_kind(void) {
     if (gemm_choice < 0) {
         const char *env = getenv("QKV_GEMM");
-        const char *simd = qkv_simd_name();
-        int avx = qkv__cpu_has_avx512() && (!simd || !strcmp(simd, "avx512"));
-        int k = avx ? GEMM_AVX512 : GEMM_OPENBLAS;
+        int k = qkv__use_avx512() ? GEMM_AVX512 : GEMM_OPENBLAS;
         if (env && !strcmp(env, "openblas")) k = GEMM_OPENBLAS;
         if (env && !strcmp(env, "plain")) k = GEMM_PLAIN;
         if (env && !strcmp(env, "avx512") && qkv__cpu_has_avx512()) k = GEMM_AVX512;
@@ -101,7 +99,7 @@ const char *qkv__gemm_name(void) {
     }
 }
 
-static int use_avx512_gemv(void) {
+int qkv__use_avx512(void) {
     const char *simd = qkv_simd_name();
     return qkv__cpu_has_avx512() && (!simd || !strcmp(simd, "avx512"));
 }
@@ -183,7 +181,7 @@ void qkv__linear_bf16(const float *x, ptrdiff_t ldx, int n, int in, int out, con
         qkv__gemv(x, in, out, NULL, wb, b, y);
         return;
     }
-    if (wb && use_avx512_gemv() && qkv__cpu_has_avx512_bf16() &&
+    if (wb && qkv__use_avx512() && qkv__cpu_has_avx512_bf16() &&
         qkv__gemm_bf16_avx512(x, ldx, n, in, out, wb, b, y, qkv__model_threads()) == QKV_OK)
         return;
     qkv__linear(x, ldx, n, in, out, w, b, y); /* no BF16 dot products here (or no memory): F32 */
@@ -220,7 +218,7 @@ void qkv__linear_t(const float *x, ptrdiff_t ldx, int n, int c, int v, const flo
 
 void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *wb,
                const float *b, float *y) {
-    if (use_avx512_gemv()) {
+    if (qkv__use_avx512()) {
         qkv__gemv_avx512(x, in, out, w, wb, b, y, qkv__model_threads());
         return;
     }
@@ -248,7 +246,7 @@ void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *
 }
 
 void qkv__gemv_t(const float *x, int c, int v, const float *e, const uint16_t *eb, float *y) {
-    if (use_avx512_gemv()) {
+    if (qkv__use_avx512()) {
         qkv__gemv_t_avx512(x, c, v, e, eb, y, qkv__model_threads());
         return;
     }
@@ -337,7 +335,7 @@ void qkv__gemv_q8(const float *x, int in, int out, const qkv__q8 *w, const float
     float *xd = (float *)(xq + nq);
     memset(xq + in, 0, nq - (size_t)in);
     xd[nb] = xd[nb + 1] = 0.0f;
-    if (use_avx512_gemv() && qkv__cpu_has_avx512_vnni()) {
+    if (qkv__use_avx512() && qkv__cpu_has_avx512_vnni()) {
         qkv__q8_quantize_x_avx512(x, in, xq, xd);
         qkv__gemv_q8_avx512(xq, xd, in, out, w, b, y, qkv__model_threads());
         qkv__free_aligned(xq);

@@ -147,11 +147,21 @@ static void pack_b(const float *w, ptrdiff_t ldw, int trans, int k0, int kc, int
  * thread re-read (and, rows colliding, copied) all of x for its one block, and two threads
  * ran at 83-88% of one thread's rate (GPT-2's 768-column products; by rows 95%, as fast as
  * two processes). Fewer rows: packing all of B twice costs more than x's traffic. */
+static int split_by_rows(int n, int m, int n_threads) { return n_threads > 1 && n >= 256 && m <= NC * n_threads; }
+
+/* Thread t of T's share [*lo, *hi) of count items, in whole units of u (the last one short). */
+static void thread_share(int count, int u, int t, int T, int *lo, int *hi) {
+    const long k = (count + u - 1) / u;
+    *lo = (int)(k * t / T) * u;
+    *hi = (int)(k * (t + 1) / T) * u;
+    if (*hi > count) *hi = count;
+}
+
 static void gemm(const float *x, ptrdiff_t ldx, int n, int K, int m, const float *w, ptrdiff_t ldw,
                  int trans, const float *bias, float *y, ptrdiff_t ldy, int n_threads) {
     const int n_units = (m + NR - 1) / NR, n_tiles = (n + MR - 1) / MR;
     if (n_threads < 1) n_threads = 1;
-    const int by_rows = n_threads > 1 && n >= 256 && m <= NC * n_threads;
+    const int by_rows = split_by_rows(n, m, n_threads);
     const int max_threads = by_rows ? n_tiles : n_units;
     if (n_threads > max_threads) n_threads = max_threads;
     int failed = 0;
@@ -163,13 +173,10 @@ static void gemm(const float *x, ptrdiff_t ldx, int n, int K, int m, const float
         T = omp_get_num_threads();
 #endif
         int lo = 0, hi = m, r_lo = 0, r_hi = n;
-        if (by_rows) {
-            r_lo = (int)((long)n_tiles * t / T) * MR, r_hi = (int)((long)n_tiles * (t + 1) / T) * MR;
-            if (r_hi > n) r_hi = n;
-        } else {
-            lo = (int)((long)n_units * t / T) * NR, hi = (int)((long)n_units * (t + 1) / T) * NR;
-            if (hi > m) hi = m;
-        }
+        if (by_rows)
+            thread_share(n, MR, t, T, &r_lo, &r_hi);
+        else
+            thread_share(m, NR, t, T, &lo, &hi);
         float *packed = qkv__alloc_aligned(sizeof(float) * (size_t)KC * NC);
         float *tile = qkv__alloc_aligned(sizeof(float) * (size_t)MR * LDA_P);
         /* x's rows share L1 sets (stride a multiple of 2 KB): its tiles are copied (copy_tile) */
@@ -687,7 +694,7 @@ qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, i
     gemm_bf16_job j = {xb, wb, b, y, n, in, Kp, out, out, 0};
     /* each thread a contiguous range of panels, or of rows where the panels are few (as gemm()
      * above: every thread copied all of x's tiles) */
-    const int by_rows = n_threads > 1 && n >= 256 && out <= NC * n_threads;
+    const int by_rows = split_by_rows(n, out, n_threads);
     int nt = by_rows ? (n_threads < n_tiles ? n_threads : n_tiles) : (n_threads < n_units ? n_threads : n_units);
     /* OpenMP, as the rest of a prompt's pass: the pool's workers spinning beside an OpenMP team
      * would take its cores. */
@@ -700,14 +707,12 @@ qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, i
 #endif
 #pragma omp for schedule(static)
         for (int r = 0; r < n; r++) rows_to_bf16(&tj, r, r + 1);
-        if (by_rows) {
-            int r0 = (int)((long)n_tiles * t / T) * MR, r1 = (int)((long)n_tiles * (t + 1) / T) * MR;
-            if (r1 > n) r1 = n;
-            if (r0 < r1) gemm_bf16_chunk(&j, 0, n_units, r0, r1);
-        } else {
-            int lo = (int)((long)n_units * t / T), hi = (int)((long)n_units * (t + 1) / T);
-            if (lo < hi) gemm_bf16_chunk(&j, lo, hi, 0, n);
-        }
+        int lo = 0, hi = n_units, r0 = 0, r1 = n;
+        if (by_rows)
+            thread_share(n, MR, t, T, &r0, &r1);
+        else
+            thread_share(n_units, 1, t, T, &lo, &hi);
+        if (lo < hi && r0 < r1) gemm_bf16_chunk(&j, lo, hi, r0, r1);
     }
     qkv__free_aligned(xb);
     return atomic_load(&j.failed) ? QKV_ENOMEM : QKV_OK;

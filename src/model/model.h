@@ -189,6 +189,8 @@ qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, i
                                  const float *b, float *y, int n_threads);
 int qkv__cpu_has_avx512_bf16(void);
 int qkv__cpu_has_avx512(void);
+/* The model's AVX-512 kernels apply: the CPU has them and QKV_SIMD does not force another path. */
+int qkv__use_avx512(void);
 void qkv__gelu_tanh_avx512(float *y, const float *x, size_t n); /* y may be x */
 /* One row of qkv__norm_forward (rms: RMSNorm, b unused); mean / rstd may be NULL. */
 void qkv__norm_row_avx512(float *o, const float *x, const float *w, const float *b, int C, float eps,
