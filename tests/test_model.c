@@ -380,6 +380,44 @@ static void test_gemv_bf16(void) {
     qkv_set_threads(0);
 }
 
+/* The output head's GEMV (y = E x, E [v, c]), F32 and BF16 rows, against float64 sums: v
+ * around the four far-apart rows it reads at once (v < 4, v not a multiple of 4: the last
+ * units' single rows), c with tails under 16 and 32 (BF16's masked tail); the same bits at 1
+ * and 2 threads (every row's sum has one order, whichever thread and unit). */
+static void test_gemv_t(void) {
+    static const int cs[] = {1, 17, 32, 100, 768}, vs[] = {1, 3, 4, 5, 31, 1001};
+    for (size_t a = 0; a < sizeof cs / sizeof *cs; a++)
+        for (size_t b = 0; b < sizeof vs / sizeof *vs; b++) {
+            int c = cs[a], v = vs[b];
+            float *x = malloc(sizeof(float) * (size_t)c), *e = malloc(sizeof(float) * (size_t)c * v),
+                  *y = malloc(sizeof(float) * (size_t)v), *y1 = malloc(sizeof(float) * (size_t)v);
+            uint16_t *eb = malloc(sizeof(uint16_t) * (size_t)c * v);
+            ASSERT(x && e && y && y1 && eb);
+            for (int i = 0; i < c; i++) x[i] = frand();
+            for (size_t i = 0; i < (size_t)c * v; i++) {
+                eb[i] = qkv__f32_to_bf16(frand());
+                e[i] = qkv__bf16_to_f32(eb[i]); /* the same values in both types */
+            }
+            for (int bf = 0; bf <= 1; bf++) {
+                for (int t = 1; t <= 2; t++) {
+                    qkv_set_threads(t);
+                    qkv__gemv_t(x, c, v, bf ? NULL : e, bf ? eb : NULL, t == 1 ? y1 : y);
+                }
+                for (int j = 0; j < v; j++) {
+                    double r = 0.0, mag = 0.0;
+                    for (int k = 0; k < c; k++) {
+                        r += (double)x[k] * e[(size_t)j * c + k];
+                        mag += fabs((double)x[k] * e[(size_t)j * c + k]);
+                    }
+                    ASSERT_CLOSE(y[j], r, ((c + 1) * 1.2e-7 + (bf ? 0x1p-16 : 0.0)) * mag + 1e-30);
+                    ASSERT(y[j] == y1[j]);
+                }
+            }
+            qkv_set_threads(0);
+            free(x), free(e), free(y), free(y1), free(eb);
+        }
+}
+
 /* Both F32 GEMV layouts (rows split into 128-row chunks with partial sums, and column slices)
  * and the BF16 one (packed panels, vdpbf16ps on x's two BF16 parts), against float64 sums: rows
  * across several chunks with a ragged last one, odd rows, 32-column panels with tails, bias; the
@@ -1189,6 +1227,7 @@ int main(void) {
     RUN(test_gemv_wide);
     RUN(test_gemv_bf16);
     RUN(test_gemv_rows_and_columns);
+    RUN(test_gemv_t);
     RUN(test_gemm_bf16);
     RUN(test_forward_bf16_prompt);
     RUN(test_q8_quantize);

@@ -302,6 +302,7 @@ typedef struct {
     float *y;
     int in, out;
     const uint32_t *xp; /* BF16: x's pairs (element 2q low, 2q + 1 high), hi parts [kp] then lo */
+    int pq;             /* BF16: panels a quarter of the matrix apart (panels4) */
 } gemv_job;
 
 /* Columns [32 u0, 32 u1) of y = x @ W + b (F32 by column slices). */
@@ -319,47 +320,83 @@ static void gemv_chunk(void *arg, int u0, int u1) {
  * are the differences from the F32 path. */
 
 /* Panels [p0, p1) of y = x @ W + b. */
-static void gemv_bf16p_chunk(void *arg, int p0, int p1) {
-    const gemv_job *j = arg;
+/* y's columns 32 p .. 32 p + 31 from its sums s0, s1 (and the bias). */
+static inline void panel_store(const gemv_job *j, int p, __m512 s0, __m512 s1) {
+    const int o = 32 * p, n = j->out - o;
+    const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1),
+                    m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+    if (j->b) {
+        s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m0, j->b + o));
+        s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(m1, j->b + o + 16));
+    }
+    _mm512_mask_storeu_ps(j->y + o, m0, s0);
+    _mm512_mask_storeu_ps(j->y + o + 16, m1, s1);
+}
+
+/* One packed panel (32 columns), read front to back. */
+static void panel1(const gemv_job *j, int p) {
     const int kp = (j->in + 1) / 2;
     const uint32_t *xh = j->xp, *xl = j->xp + kp;
-    for (int p = p0; p < p1; p++) {
-        const __m512i *w = (const __m512i *)(j->wb + (size_t)p * kp * 64);
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-        int q = 0;
-        for (; q + 2 <= kp; q += 2, w += 4) {
-            const __m512i h0 = _mm512_set1_epi32((int)xh[q]), l0 = _mm512_set1_epi32((int)xl[q]),
-                          h1 = _mm512_set1_epi32((int)xh[q + 1]), l1 = _mm512_set1_epi32((int)xl[q + 1]);
-            const __m512i v0 = _mm512_load_si512(w), v1 = _mm512_load_si512(w + 1), v2 = _mm512_load_si512(w + 2),
-                          v3 = _mm512_load_si512(w + 3);
-            a0 = dp_bf16(a0, v0, h0);
-            b0 = dp_bf16(b0, v0, l0);
-            a1 = dp_bf16(a1, v1, h0);
-            b1 = dp_bf16(b1, v1, l0);
-            c0 = dp_bf16(c0, v2, h1);
-            d0 = dp_bf16(d0, v2, l1);
-            c1 = dp_bf16(c1, v3, h1);
-            d1 = dp_bf16(d1, v3, l1);
+    const __m512i *w = (const __m512i *)(j->wb + (size_t)p * kp * 64);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+    int q = 0;
+    for (; q + 2 <= kp; q += 2, w += 4) {
+        const __m512i h0 = _mm512_set1_epi32((int)xh[q]), l0 = _mm512_set1_epi32((int)xl[q]),
+                      h1 = _mm512_set1_epi32((int)xh[q + 1]), l1 = _mm512_set1_epi32((int)xl[q + 1]);
+        const __m512i v0 = _mm512_load_si512(w), v1 = _mm512_load_si512(w + 1), v2 = _mm512_load_si512(w + 2),
+                      v3 = _mm512_load_si512(w + 3);
+        a0 = dp_bf16(a0, v0, h0);
+        b0 = dp_bf16(b0, v0, l0);
+        a1 = dp_bf16(a1, v1, h0);
+        b1 = dp_bf16(b1, v1, l0);
+        c0 = dp_bf16(c0, v2, h1);
+        d0 = dp_bf16(d0, v2, l1);
+        c1 = dp_bf16(c1, v3, h1);
+        d1 = dp_bf16(d1, v3, l1);
+    }
+    if (q < kp) { /* a last pair row; its high half is zero when in is odd */
+        const __m512i h0 = _mm512_set1_epi32((int)xh[q]), l0 = _mm512_set1_epi32((int)xl[q]);
+        const __m512i v0 = _mm512_load_si512(w), v1 = _mm512_load_si512(w + 1);
+        a0 = dp_bf16(a0, v0, h0);
+        b0 = dp_bf16(b0, v0, l0);
+        a1 = dp_bf16(a1, v1, h0);
+        b1 = dp_bf16(b1, v1, l0);
+    }
+    panel_store(j, p, _mm512_add_ps(_mm512_add_ps(a0, b0), _mm512_add_ps(c0, d0)),
+                _mm512_add_ps(_mm512_add_ps(a1, b1), _mm512_add_ps(c1, d1)));
+}
+
+/* Panels p, p + pq, p + 2 pq, p + 3 pq at once: four streams far apart (see rows4_dot). */
+static void panels4(const gemv_job *j, int p) {
+    const int kp = (j->in + 1) / 2;
+    const uint32_t *xh = j->xp, *xl = j->xp + kp;
+    const size_t ps = (size_t)j->pq * (size_t)kp * 2; /* __m512i's between the four panels */
+    const __m512i *w = (const __m512i *)(j->wb + (size_t)p * kp * 64);
+    __m512 a[4][2], b[4][2];
+    for (int s = 0; s < 4; s++) a[s][0] = a[s][1] = b[s][0] = b[s][1] = _mm512_setzero_ps();
+    for (int q = 0; q < kp; q++, w += 2) {
+        const __m512i h = _mm512_set1_epi32((int)xh[q]), l = _mm512_set1_epi32((int)xl[q]);
+        for (int s = 0; s < 4; s++) {
+            const __m512i v0 = _mm512_load_si512(w + s * ps), v1 = _mm512_load_si512(w + s * ps + 1);
+            a[s][0] = dp_bf16(a[s][0], v0, h);
+            b[s][0] = dp_bf16(b[s][0], v0, l);
+            a[s][1] = dp_bf16(a[s][1], v1, h);
+            b[s][1] = dp_bf16(b[s][1], v1, l);
         }
-        if (q < kp) { /* a last pair row; its high half is zero when in is odd */
-            const __m512i h0 = _mm512_set1_epi32((int)xh[q]), l0 = _mm512_set1_epi32((int)xl[q]);
-            const __m512i v0 = _mm512_load_si512(w), v1 = _mm512_load_si512(w + 1);
-            a0 = dp_bf16(a0, v0, h0);
-            b0 = dp_bf16(b0, v0, l0);
-            a1 = dp_bf16(a1, v1, h0);
-            b1 = dp_bf16(b1, v1, l0);
-        }
-        __m512 s0 = _mm512_add_ps(_mm512_add_ps(a0, b0), _mm512_add_ps(c0, d0)),
-               s1 = _mm512_add_ps(_mm512_add_ps(a1, b1), _mm512_add_ps(c1, d1));
-        const int o = 32 * p, n = j->out - o;
-        const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1),
-                        m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
-        if (j->b) {
-            s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m0, j->b + o));
-            s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(m1, j->b + o + 16));
-        }
-        _mm512_mask_storeu_ps(j->y + o, m0, s0);
-        _mm512_mask_storeu_ps(j->y + o + 16, m1, s1);
+    }
+    for (int s = 0; s < 4; s++)
+        panel_store(j, p + s * j->pq, _mm512_add_ps(a[s][0], b[s][0]), _mm512_add_ps(a[s][1], b[s][1]));
+}
+
+/* Units [u0, u1): unit u is panels u + s pq, s = 0..3, of those that exist. */
+static void gemv_bf16p_chunk(void *arg, int u0, int u1) {
+    const gemv_job *j = arg;
+    const int n_panels = (j->out + 31) / 32, pq = j->pq;
+    for (int u = u0; u < u1; u++) {
+        if (u + 3 * pq < n_panels)
+            panels4(j, u);
+        else
+            for (int p = u; p < n_panels; p += pq) panel1(j, p);
     }
 }
 
@@ -509,13 +546,15 @@ static int gemv_by_columns(void) {
     return gemv_cols_mode;
 }
 
-/* y[out] = x[in] @ W[in, out] + b. BF16 (wb, packed): by panels. F32: row-split (above);
+/* y[out] = x[in] @ W[in, out] + b. BF16 (wb, packed): by panels, four far apart at once
+ * (panels4). F32: row-split (above; four far-apart chunks at once, with four partials, read
+ * slower than rows8 on one: 45-55 against 57-64 GB/s);
  * column slices when the partials' memory cannot be had (or QKV_GEMV=cols): 32-column units,
  * a chunk walks the rows four at a time, its slice of y staying in L1. */
 void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uint16_t *wb,
                       const float *b, float *y, int n_threads) {
     int n_units = (out + 31) / 32;
-    gemv_job j = {x, w, b, wb, y, in, out, NULL};
+    gemv_job j = {x, w, b, wb, y, in, out, NULL, 0};
     if (wb) {
         const int kp = (in + 1) / 2;
         uint32_t *xp = (uint32_t *)part_get(2 * (size_t)kp); /* this thread's buffer (no partials here) */
@@ -535,7 +574,8 @@ void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uin
             xp[kp + q] = (uint32_t)el | (uint32_t)ol << 16;
         }
         j.xp = xp;
-        qkv__pool_for(n_units, pool_grain(n_units, n_threads, 8), n_threads, gemv_bf16p_chunk, &j);
+        j.pq = (n_units + 3) / 4;
+        qkv__pool_for(j.pq, pool_grain(j.pq, n_threads, 8), n_threads, gemv_bf16p_chunk, &j);
         return;
     }
     int n_chunks = (in + GEMV_ROWS - 1) / GEMV_ROWS;
@@ -555,48 +595,102 @@ typedef struct {
     const uint16_t *eb;
     const uint16_t *xh, *xl; /* x's BF16 parts (split_bf16), the first c32 elements */
     float *y;
-    int c, c32;
+    int c, c32, v, q; /* q: rows a quarter of the matrix apart (rows4_dot) */
 } gemv_t_job;
 
-/* Rows [r0, r1) of y = E x. */
-static void gemv_t_chunk(void *arg, int r0, int r1) {
-    const gemv_t_job *jb = arg;
+/* y[j] = E[j, :] x, one row. */
+static float row_dot(const gemv_t_job *jb, int j) {
     const float *x = jb->x, *e = jb->e;
-    const uint16_t *xh = jb->xh, *xl = jb->xl;
-    const uint16_t *eb = jb->eb;
-    float *y = jb->y;
+    const uint16_t *xh = jb->xh, *xl = jb->xl, *eb = jb->eb;
     const int c = jb->c, c32 = jb->c32;
-    for (int j = r0; j < r1; j++) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        int k = 0;
-        if (eb) {
-            const uint16_t *row = eb + (size_t)j * c;
-            for (; k + 64 <= c32; k += 64) {
-                __m512i w0 = _mm512_loadu_si512(row + k), w1 = _mm512_loadu_si512(row + k + 32);
-                a0 = dp_bf16(a0, w0, _mm512_load_si512(xh + k));
-                a1 = dp_bf16(a1, w0, _mm512_load_si512(xl + k));
-                a2 = dp_bf16(a2, w1, _mm512_load_si512(xh + k + 32));
-                a3 = dp_bf16(a3, w1, _mm512_load_si512(xl + k + 32));
-            }
-            for (; k + 32 <= c32; k += 32) {
-                __m512i w0 = _mm512_loadu_si512(row + k);
-                a0 = dp_bf16(a0, w0, _mm512_load_si512(xh + k));
-                a1 = dp_bf16(a1, w0, _mm512_load_si512(xl + k));
-            }
-        } else {
-            const float *row = e + (size_t)j * c;
-            for (; k + 64 <= c; k += 64) {
-                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(x + k), a0);
-                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(x + k + 16), a1);
-                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 32), _mm512_loadu_ps(x + k + 32), a2);
-                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 48), _mm512_loadu_ps(x + k + 48), a3);
-            }
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int k = 0;
+    if (eb) {
+        const uint16_t *row = eb + (size_t)j * c;
+        for (; k + 64 <= c32; k += 64) {
+            __m512i w0 = _mm512_loadu_si512(row + k), w1 = _mm512_loadu_si512(row + k + 32);
+            a0 = dp_bf16(a0, w0, _mm512_load_si512(xh + k));
+            a1 = dp_bf16(a1, w0, _mm512_load_si512(xl + k));
+            a2 = dp_bf16(a2, w1, _mm512_load_si512(xh + k + 32));
+            a3 = dp_bf16(a3, w1, _mm512_load_si512(xl + k + 32));
         }
-        for (; k < c; k += 16) {
-            __mmask16 m = (__mmask16)(c - k >= 16 ? 0xffff : (1u << (c - k)) - 1);
-            a0 = _mm512_fmadd_ps(load16_mask(e, eb, (size_t)j * c + k, m), _mm512_maskz_loadu_ps(m, x + k), a0);
+        for (; k + 32 <= c32; k += 32) {
+            __m512i w0 = _mm512_loadu_si512(row + k);
+            a0 = dp_bf16(a0, w0, _mm512_load_si512(xh + k));
+            a1 = dp_bf16(a1, w0, _mm512_load_si512(xl + k));
         }
-        y[j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    } else {
+        const float *row = e + (size_t)j * c;
+        for (; k + 64 <= c; k += 64) {
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(x + k), a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(x + k + 16), a1);
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 32), _mm512_loadu_ps(x + k + 32), a2);
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 48), _mm512_loadu_ps(x + k + 48), a3);
+        }
+    }
+    for (; k < c; k += 16) {
+        __mmask16 m = (__mmask16)(c - k >= 16 ? 0xffff : (1u << (c - k)) - 1);
+        a0 = _mm512_fmadd_ps(load16_mask(e, eb, (size_t)j * c + k, m), _mm512_maskz_loadu_ps(m, x + k), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+/* Rows j, j + q, j + 2q, j + 3q at once: four streams far apart. One sequential stream a
+ * thread read ~60 GB/s here on two threads, four streams a quarter of the matrix apart
+ * ~77 (the read loop's pattern); rows next to each other did not help (~48). Each row's sum
+ * runs in the order row_dot's does not: the two are not bit-identical, each within rounding. */
+static void rows4_dot(const gemv_t_job *jb, int j, int q) {
+    const float *x = jb->x, *e = jb->e;
+    const uint16_t *xh = jb->xh, *xl = jb->xl, *eb = jb->eb;
+    const int c = jb->c, c32 = jb->c32;
+    __m512 a[4], b[4];
+    for (int s = 0; s < 4; s++) a[s] = b[s] = _mm512_setzero_ps();
+    int k = 0;
+    if (eb) {
+        const uint16_t *r0 = eb + (size_t)j * c, *r1 = r0 + (size_t)q * c, *r2 = r1 + (size_t)q * c,
+                       *r3 = r2 + (size_t)q * c;
+        for (; k + 32 <= c32; k += 32) {
+            __m512i h = _mm512_load_si512(xh + k), l = _mm512_load_si512(xl + k);
+            __m512i w0 = _mm512_loadu_si512(r0 + k), w1 = _mm512_loadu_si512(r1 + k),
+                    w2 = _mm512_loadu_si512(r2 + k), w3 = _mm512_loadu_si512(r3 + k);
+            a[0] = dp_bf16(a[0], w0, h), b[0] = dp_bf16(b[0], w0, l);
+            a[1] = dp_bf16(a[1], w1, h), b[1] = dp_bf16(b[1], w1, l);
+            a[2] = dp_bf16(a[2], w2, h), b[2] = dp_bf16(b[2], w2, l);
+            a[3] = dp_bf16(a[3], w3, h), b[3] = dp_bf16(b[3], w3, l);
+        }
+    } else {
+        const float *r0 = e + (size_t)j * c, *r1 = r0 + (size_t)q * c, *r2 = r1 + (size_t)q * c,
+                    *r3 = r2 + (size_t)q * c;
+        for (; k + 32 <= c; k += 32) {
+            __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+            a[0] = _mm512_fmadd_ps(_mm512_loadu_ps(r0 + k), x0, a[0]);
+            a[1] = _mm512_fmadd_ps(_mm512_loadu_ps(r1 + k), x0, a[1]);
+            a[2] = _mm512_fmadd_ps(_mm512_loadu_ps(r2 + k), x0, a[2]);
+            a[3] = _mm512_fmadd_ps(_mm512_loadu_ps(r3 + k), x0, a[3]);
+            b[0] = _mm512_fmadd_ps(_mm512_loadu_ps(r0 + k + 16), x1, b[0]);
+            b[1] = _mm512_fmadd_ps(_mm512_loadu_ps(r1 + k + 16), x1, b[1]);
+            b[2] = _mm512_fmadd_ps(_mm512_loadu_ps(r2 + k + 16), x1, b[2]);
+            b[3] = _mm512_fmadd_ps(_mm512_loadu_ps(r3 + k + 16), x1, b[3]);
+        }
+    }
+    for (; k < c; k += 16) {
+        __mmask16 m = (__mmask16)(c - k >= 16 ? 0xffff : (1u << (c - k)) - 1);
+        __m512 xx = _mm512_maskz_loadu_ps(m, x + k);
+        for (int s = 0; s < 4; s++)
+            a[s] = _mm512_fmadd_ps(load16_mask(e, eb, (size_t)(j + s * q) * c + k, m), xx, a[s]);
+    }
+    for (int s = 0; s < 4; s++) jb->y[j + s * q] = _mm512_reduce_add_ps(_mm512_add_ps(a[s], b[s]));
+}
+
+/* Units [u0, u1): unit u is rows u + s q, s = 0..3, of those that exist (q = ceil(v / 4)). */
+static void gemv_t_chunk(void *arg, int u0, int u1) {
+    const gemv_t_job *jb = arg;
+    const int q = jb->q, v = jb->v;
+    for (int u = u0; u < u1; u++) {
+        if (u + 3 * q < v)
+            rows4_dot(jb, u, q);
+        else
+            for (int j = u; j < v; j += q) jb->y[j] = row_dot(jb, j);
     }
 }
 
@@ -718,8 +812,8 @@ qkv_status qkv__gemm_bf16_avx512(const float *x, ptrdiff_t ldx, int n, int in, i
     return atomic_load(&j.failed) ? QKV_ENOMEM : QKV_OK;
 }
 
-/* y[v] = E[v, c] x: one row at a time, read front to back (one sequential stream); chunks of
- * rows go to the pool. BF16 rows: vdpbf16ps on x's two BF16 parts (split_bf16). */
+/* y[v] = E[v, c] x: four rows a quarter of the matrix apart at a time (rows4_dot); chunks of
+ * them go to the pool. BF16 rows: vdpbf16ps on x's two BF16 parts (split_bf16). */
 void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint16_t *eb,
                         float *y, int n_threads) {
     int c32 = eb ? c / 32 * 32 : 0;
@@ -732,8 +826,9 @@ void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint
             for (int i = 0; i < c32; i++) split_bf16(x[i], &xh[i], &xl[i]);
         }
     }
-    gemv_t_job job = {x, e, eb, xh, xl, y, c, c32};
-    qkv__pool_for(v, pool_grain(v, n_threads, 1024), n_threads, gemv_t_chunk, &job);
+    const int q = (v + 3) / 4;
+    gemv_t_job job = {x, e, eb, xh, xl, y, c, c32, v, q};
+    qkv__pool_for(q, pool_grain(q, n_threads, 256), n_threads, gemv_t_chunk, &job);
     qkv__free_aligned(xh);
 }
 
