@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -282,10 +283,19 @@ int qkv__threads(void) {
         int n = atoi(env);
         if (n > 0 && n <= 1024) return n;
     }
+    /* the processors this process may run on, asked once: omp_get_num_procs() is a
+     * sched_getaffinity system call (~1 us on this VM), and the kernels ask before every
+     * parallel loop (~50 times a generated token) */
+    static _Atomic int procs; /* 0: not asked yet (a race only asks twice) */
+    int n = atomic_load_explicit(&procs, memory_order_relaxed);
+    if (n > 0) return n;
 #ifdef _OPENMP
-    return omp_get_num_procs();
+    n = omp_get_num_procs();
 #else
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    long l = sysconf(_SC_NPROCESSORS_ONLN);
+    n = l > 0 ? (int)l : 1;
 #endif
+    if (n < 1) n = 1;
+    atomic_store_explicit(&procs, n, memory_order_relaxed);
+    return n;
 }

@@ -13,6 +13,19 @@
 
 static int n_threads(void) { return qkv__model_threads(); }
 
+/* for (int i = 0; i < n; i++) body, split over nt OpenMP threads, or a plain loop when nt is 1:
+ * an OpenMP region costs a futex wake even with one thread or a false `if` clause (~1.2 us on
+ * this VM), and a generated token passed ~60 of them (norms, residual adds, GELU on one row). */
+#define ROWS_FOR(nt, i, n, ...)                                                  \
+    do {                                                                         \
+        if ((nt) <= 1) {                                                         \
+            for (int i = 0; i < (n); i++) __VA_ARGS__                            \
+        } else {                                                                 \
+            _Pragma("omp parallel for num_threads(nt) schedule(static)")         \
+            for (int i = 0; i < (n); i++) __VA_ARGS__                            \
+        }                                                                        \
+    } while (0)
+
 /* Row-major C[M,N] = alpha op(A) op(B) + beta C, the rows of C split over the threads
  * (each slice a single-threaded sgemm): deterministic for a given thread count. */
 void qkv__gemm(int trans_a, int trans_b, int M, int N, int K, const float *A,
@@ -45,8 +58,7 @@ static inline void chunk_rows(int n, int ch, int *r0, int *r1) {
 void qkv__encoder_forward(float *out, const int *ids, const float *wte, const float *wpe, int B,
                           int T, int C, int pos0) {
     int nt = B * T >= 16 ? n_threads() : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int bt = 0; bt < B * T; bt++) {
+    ROWS_FOR(nt, bt, B * T, {
         const float *e = wte + (size_t)ids[bt] * C;
         float *o = out + (size_t)bt * C;
         if (wpe) {
@@ -55,7 +67,7 @@ void qkv__encoder_forward(float *out, const int *ids, const float *wte, const fl
         } else {
             memcpy(o, e, sizeof(float) * (size_t)C);
         }
-    }
+    });
 }
 
 void qkv__encoder_backward(float *dwte, float *dwpe, const float *dout, const int *ids, int B,
@@ -94,8 +106,7 @@ void qkv__norm_forward(float *out, float *mean, float *rstd, const float *inp, c
                        const float *b, int N, int C, float eps, int kind) {
     int nt = N >= 16 ? n_threads() : 1;
     const int v512 = qkv__use_avx512();
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < N; n++) {
+    ROWS_FOR(nt, n, N, {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
         if (v512) {
@@ -124,7 +135,7 @@ void qkv__norm_forward(float *out, float *mean, float *rstd, const float *inp, c
         for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
         if (mean) mean[n] = m;
         if (rstd) rstd[n] = s;
-    }
+    });
 }
 
 void qkv__norm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -171,8 +182,7 @@ void qkv__norm_backward(float *dinp, float *dw, float *db, const float *dout, co
 void qkv__headnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N,
                            int nh, int d, ptrdiff_t ld, float eps) {
     int nt = N >= 16 ? n_threads() : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < N; n++)
+    ROWS_FOR(nt, n, N, {
         for (int h = 0; h < nh; h++) {
             const float *x = inp + (size_t)n * ld + (size_t)h * d;
             float *o = out + (size_t)n * ld + (size_t)h * d;
@@ -182,6 +192,7 @@ void qkv__headnorm_forward(float *out, float *rstd, const float *inp, const floa
             for (int k = 0; k < d; k++) o[k] = x[k] * s * w[k];
             if (rstd) rstd[(size_t)n * nh + h] = s;
         }
+    });
 }
 
 void qkv__headnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
@@ -243,8 +254,7 @@ void qkv__rope(float *x, ptrdiff_t ld, int N, int T, int nh, const qkv_model_con
             tab[(size_t)t * 2 * half + half + i] = (float)(inverse ? -sin(a) : sin(a));
         }
     int nt = N >= 16 ? n_threads() : 1, il = cfg->rope_interleaved;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < N; n++) {
+    ROWS_FOR(nt, n, N, {
         const float *cs = tab + (size_t)(n % T) * 2 * half, *sn = cs + half;
         for (int h = 0; h < nh; h++) {
             float *v = x + (size_t)n * ld + (size_t)h * d;
@@ -256,7 +266,7 @@ void qkv__rope(float *x, ptrdiff_t ld, int N, int T, int nh, const qkv_model_con
                 v[b] = x0 * sn[i] + x1 * cs[i];
             }
         }
-    }
+    });
     free(tab);
     free(freq);
 }
@@ -317,6 +327,10 @@ static inline float fast_tanhf(float u) {
 
 void qkv__gelu_forward(float *out, const float *inp, size_t n) {
     int nt = n >= 65536 ? n_threads() : 1;
+    if (qkv__use_avx512() && nt == 1) { /* no OpenMP region for one thread (ROWS_FOR) */
+        qkv__gelu_tanh_avx512(out, inp, n);
+        return;
+    }
     if (qkv__use_avx512()) {
         size_t chunk = (n / (size_t)nt + 15) / 16 * 16;
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -326,12 +340,14 @@ void qkv__gelu_forward(float *out, const float *inp, size_t n) {
         }
         return;
     }
-#pragma omp parallel for simd num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-        out[i] = 0.5f * x * (1.0f + fast_tanhf(u));
-    }
+    ROWS_FOR(nt, t, nt, { /* nt contiguous slices */
+        size_t lo = n * (size_t)t / (size_t)nt, hi = n * (size_t)(t + 1) / (size_t)nt;
+        _Pragma("omp simd") for (size_t i = lo; i < hi; i++) {
+            float x = inp[i];
+            float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+            out[i] = 0.5f * x * (1.0f + fast_tanhf(u));
+        }
+    });
 }
 
 void qkv__gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
@@ -350,12 +366,11 @@ static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void qkv__swiglu_forward(float *out, const float *inp, int N, int F) {
     int nt = (size_t)N * F >= 65536 ? n_threads() : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < N; n++) {
+    ROWS_FOR(nt, n, N, {
         const float *g = inp + (size_t)n * 2 * F, *u = g + F;
         float *o = out + (size_t)n * F;
         for (int i = 0; i < F; i++) o[i] = g[i] * sigmoidf_(g[i]) * u[i];
-    }
+    });
 }
 
 void qkv__swiglu_backward(float *dinp, const float *inp, const float *dout, int N, int F) {
@@ -446,8 +461,10 @@ void qkv__block_attn_in(const qkv_model_config *cfg, const qkv__params *p, int l
  * at the next barrier while the other added a prompt's 1024 x 768 floats alone */
 static void add_rows(float *y, const float *a, const float *b, size_t n) {
     int nt = n >= 65536 ? n_threads() : 1;
-#pragma omp parallel for simd num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+    ROWS_FOR(nt, t, nt, {
+        size_t lo = n * (size_t)t / (size_t)nt, hi = n * (size_t)(t + 1) / (size_t)nt;
+        _Pragma("omp simd") for (size_t i = lo; i < hi; i++) y[i] = a[i] + b[i];
+    });
 }
 
 void qkv__block_attn_out(const qkv_model_config *cfg, const qkv__params *p, int l,
