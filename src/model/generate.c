@@ -255,7 +255,7 @@ qkv_status qkv_model_generate(qkv_model *model, const int *prompt, int n_prompt,
     qkv_kvcache *kv = NULL;
     float *logits = malloc(sizeof(float) * (size_t)V);
     cand *work = malloc(sizeof(cand) * (size_t)V);
-    if ((st = qkv_kvcache_create(c->n_layer, c->n_kv_head, c->head_dim, cap_len, &kv))) goto done;
+    if ((st = qkv__kvcache_create_whole(c->n_layer, c->n_kv_head, c->head_dim, cap_len, &kv))) goto done;
     if (!logits || !work) {
         st = qkv__fail(QKV_ENOMEM, "generate: out of memory for a %d-token cache", cap_len);
         goto done;
