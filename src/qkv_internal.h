@@ -44,8 +44,8 @@ void *qkv__alloc_huge(size_t n_bytes);
 /* qkv__alloc_aligned for a buffer written whole at once: large ones come with their pages
  * present (no first-touch faults); free with qkv__free_aligned. */
 void *qkv__alloc_whole(size_t n_bytes);
-/* qkv_kvcache_create with every page of the cache faulted in now (kvcache.c): for a
- * generation that will write the positions it asked for. */
+/* qkv_kvcache_create with every page of the cache faulted in now, up to 256 MB (kvcache.c):
+ * for a generation that will write the positions it asked for. */
 qkv_status qkv__kvcache_create_whole(int n_layer, int n_head_kv, int head_dim, int max_len,
                                      qkv_kvcache **out);
 void qkv__free_aligned(void *p);

@@ -27,6 +27,8 @@ static float *layer_v(const qkv_kvcache *c, int layer) {
     return layer_k(c, layer) + (size_t)c->n_head_kv * c->max_len * c->head_dim;
 }
 
+#define WHOLE_MAX ((size_t)256 << 20) /* bytes: qkv__kvcache_create_whole's pages up front */
+
 static qkv_status create(int n_layer, int n_head_kv, int head_dim, int max_len, int whole,
                          qkv_kvcache **out) {
     if (!out) return qkv__fail(QKV_EINVAL, "kvcache: NULL out");
@@ -44,7 +46,9 @@ static qkv_status create(int n_layer, int n_head_kv, int head_dim, int max_len, 
     if (!c) return qkv__fail(QKV_ENOMEM, "kvcache: out of memory");
     c->n_layer = n_layer, c->n_head_kv = n_head_kv, c->head_dim = head_dim, c->max_len = max_len;
     c->pending = calloc((size_t)n_layer, sizeof(int));
-    c->data = whole ? qkv__alloc_whole(n) : qkv__alloc_aligned(n);
+    /* up front only up to WHOLE_MAX: a long max_len on a big model (gigabytes) that ends at
+     * an early end-of-text would otherwise commit all of it */
+    c->data = whole && n <= WHOLE_MAX ? qkv__alloc_whole(n) : qkv__alloc_aligned(n);
     if (!c->pending || !c->data) {
         qkv_kvcache_free(c);
         return qkv__fail(QKV_ENOMEM, "kvcache: cannot allocate %zu bytes", n);
@@ -58,7 +62,8 @@ qkv_status qkv_kvcache_create(int n_layer, int n_head_kv, int head_dim, int max_
     return create(n_layer, n_head_kv, head_dim, max_len, 0, out);
 }
 
-/* Generation sizes its cache to what it will write: every page up front (qkv__alloc_whole).
+/* Generation sizes its cache to what it will write: every page up front (qkv__alloc_whole), up
+ * to WHOLE_MAX.
  * Appended lazily, each head's rows faulted a 4 KB page in every 16 positions: 18 page faults
  * a GPT-2 token, ~16 us of each layer's step on this VM. */
 qkv_status qkv__kvcache_create_whole(int n_layer, int n_head_kv, int head_dim, int max_len,

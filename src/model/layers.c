@@ -15,7 +15,8 @@ static int n_threads(void) { return qkv__model_threads(); }
 
 /* for (int i = 0; i < n; i++) body, split over nt OpenMP threads, or a plain loop when nt is 1:
  * an OpenMP region costs a futex wake even with one thread or a false `if` clause (~1.2 us on
- * this VM), and a generated token passed ~60 of them (norms, residual adds, GELU on one row). */
+ * this VM), and a generated token passed ~60 of them (norms, residual adds, GELU on one row).
+ * nt must be a variable of that name: the pragma names it. */
 #define ROWS_FOR(nt, i, n, ...)                                                  \
     do {                                                                         \
         if ((nt) <= 1) {                                                         \
