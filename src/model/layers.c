@@ -328,22 +328,15 @@ static inline float fast_tanhf(float u) {
 
 void qkv__gelu_forward(float *out, const float *inp, size_t n) {
     int nt = n >= 65536 ? n_threads() : 1;
-    if (qkv__use_avx512() && nt == 1) { /* no OpenMP region for one thread (ROWS_FOR) */
-        qkv__gelu_tanh_avx512(out, inp, n);
-        return;
-    }
-    if (qkv__use_avx512()) {
-        size_t chunk = (n / (size_t)nt + 15) / 16 * 16;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int t = 0; t < nt; t++) {
-            size_t lo = (size_t)t * chunk, len = lo < n ? (n - lo < chunk ? n - lo : chunk) : 0;
+    const int v512 = qkv__use_avx512();
+    const size_t chunk = (n / (size_t)nt + 15) / 16 * 16; /* nt slices, whole vectors but the last */
+    ROWS_FOR(nt, t, nt, {
+        size_t lo = (size_t)t * chunk, len = lo < n ? (n - lo < chunk ? n - lo : chunk) : 0;
+        if (v512) {
             if (len) qkv__gelu_tanh_avx512(out + lo, inp + lo, len);
+            continue;
         }
-        return;
-    }
-    ROWS_FOR(nt, t, nt, { /* nt contiguous slices */
-        size_t lo = n * (size_t)t / (size_t)nt, hi = n * (size_t)(t + 1) / (size_t)nt;
-        _Pragma("omp simd") for (size_t i = lo; i < hi; i++) {
+        _Pragma("omp simd") for (size_t i = lo; i < lo + len; i++) {
             float x = inp[i];
             float u = GELU_SCALE * (x + 0.044715f * x * x * x);
             out[i] = 0.5f * x * (1.0f + fast_tanhf(u));

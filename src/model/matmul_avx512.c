@@ -319,7 +319,6 @@ static void gemv_chunk(void *arg, int u0, int u1) {
  * count). x enters as its two BF16 parts (split_bf16): the weights' rounding and x's to 2^-16
  * are the differences from the F32 path. */
 
-/* Panels [p0, p1) of y = x @ W + b. */
 /* y's columns 32 p .. 32 p + 31 from its sums s0, s1 (and the bias). */
 static inline void panel_store(const gemv_job *j, int p, __m512 s0, __m512 s1) {
     const int o = 32 * p, n = j->out - o;
@@ -639,7 +638,8 @@ static float row_dot(const gemv_t_job *jb, int j) {
  * thread read ~60 GB/s here on two threads, four streams a quarter of the matrix apart
  * ~77 (the read loop's pattern); rows next to each other did not help (~48). Each row's sum
  * runs in the order row_dot's does not: the two are not bit-identical, each within rounding. */
-static void rows4_dot(const gemv_t_job *jb, int j, int q) {
+static void rows4_dot(const gemv_t_job *jb, int j) {
+    const int q = jb->q;
     const float *x = jb->x, *e = jb->e;
     const uint16_t *xh = jb->xh, *xl = jb->xl, *eb = jb->eb;
     const int c = jb->c, c32 = jb->c32;
@@ -688,7 +688,7 @@ static void gemv_t_chunk(void *arg, int u0, int u1) {
     const int q = jb->q, v = jb->v;
     for (int u = u0; u < u1; u++) {
         if (u + 3 * q < v)
-            rows4_dot(jb, u, q);
+            rows4_dot(jb, u);
         else
             for (int j = u; j < v; j += q) jb->y[j] = row_dot(jb, j);
     }
