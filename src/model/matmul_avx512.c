@@ -399,10 +399,12 @@ static void gemv_bf16p_chunk(void *arg, int u0, int u1) {
     }
 }
 
-/* ---- row-split F32 GEMV: each chunk streams whole rows of W[in, out], i.e. one contiguous
- * range of memory, into its own partial sum of y; the partials are added at the end. Column
- * slices (above) read every row in pieces of at most 2 KB with a stride of a whole row
- * between them, which the hardware prefetchers follow less well. */
+/* ---- row-split F32 GEMV: each chunk streams whole rows of W[in, out] into its own partial
+ * sum of y; the partials are added at the end. Column slices (above) read every row in pieces
+ * of at most 2 KB with a stride of a whole row between them, which the hardware prefetchers
+ * follow less well. A chunk's rows lie in four far-apart runs, one in each quarter of the
+ * matrix (rows4_far): four streams a thread read faster than one on this Zen 5 (GPT-2's block
+ * matrices, two threads, pure reads: ~76 against ~60 GB/s; generation +5-7% F32). */
 
 #define GEMV_ROWS 128 /* rows a chunk: fixed, so the order of every sum, and the result, does
                          not depend on the thread count */
@@ -410,7 +412,7 @@ static void gemv_bf16p_chunk(void *arg, int u0, int u1) {
 typedef struct {
     const float *x, *w;
     float *part; /* [n_chunks, ldp] */
-    int in, out, ldp;
+    int in, out, ldp, q; /* q: rows a quarter of the matrix apart (n_chunks GEMV_ROWS / 4) */
 } rows_job;
 
 /* Columns [o, out) of p += x[0..n) times rows r0, r0 + out, ... (n <= 4): the masked tails. */
@@ -424,60 +426,39 @@ static inline void rows_tail(const float *x, int n, const float *w, size_t r0, i
     }
 }
 
-/* p[out] += x[k..k+3] @ W[k..k+3, :] (row k at offset r0) */
-static inline void rows4(const float *x4, const float *w, size_t r0, int out, float *p) {
-    const __m512 x0 = _mm512_set1_ps(x4[0]), x1 = _mm512_set1_ps(x4[1]), x2 = _mm512_set1_ps(x4[2]),
-                 x3 = _mm512_set1_ps(x4[3]);
-    const float *w0 = w + r0, *w1 = w0 + out, *w2 = w1 + out, *w3 = w2 + out;
+/* p[out] += x[k] W[k, :] + x[k + q] W[k + q, :] + x[k + 2q] ... for the n <= 4 rows of the four
+ * quarters that exist (row k at offset r0): four streams q rows apart, one partial. */
+static inline void rows4_far(const float *x, size_t q, int n, const float *w, size_t r0, int out, float *p) {
+    const size_t st = q * (size_t)out;
+    const float *w0 = w + r0, *w1 = w0 + st, *w2 = w1 + st, *w3 = w2 + st;
     int o = 0;
-    for (; o + 16 <= out; o += 16) {
-        __m512 acc = _mm512_load_ps(p + o);
-        acc = _mm512_fmadd_ps(x0, _mm512_loadu_ps(w0 + o), acc);
-        acc = _mm512_fmadd_ps(x1, _mm512_loadu_ps(w1 + o), acc);
-        acc = _mm512_fmadd_ps(x2, _mm512_loadu_ps(w2 + o), acc);
-        acc = _mm512_fmadd_ps(x3, _mm512_loadu_ps(w3 + o), acc);
-        _mm512_store_ps(p + o, acc);
+    if (n == 4) {
+        const __m512 x0 = _mm512_set1_ps(x[0]), x1 = _mm512_set1_ps(x[q]), x2 = _mm512_set1_ps(x[2 * q]),
+                     x3 = _mm512_set1_ps(x[3 * q]);
+        for (; o + 16 <= out; o += 16) {
+            __m512 a = _mm512_load_ps(p + o), b = _mm512_mul_ps(x1, _mm512_loadu_ps(w1 + o));
+            a = _mm512_fmadd_ps(x0, _mm512_loadu_ps(w0 + o), a);
+            a = _mm512_fmadd_ps(x2, _mm512_loadu_ps(w2 + o), a);
+            b = _mm512_fmadd_ps(x3, _mm512_loadu_ps(w3 + o), b);
+            _mm512_store_ps(p + o, _mm512_add_ps(a, b));
+        }
     }
-    rows_tail(x4, 4, w, r0, o, out, p);
+    for (int i = 0; i < n; i++) /* the tail columns, or the last quarters' missing rows: row by row */
+        rows_tail(x + i * q, 1, w, r0 + (size_t)i * st, o, out, p);
 }
 
-/* F32 rows k..k+7 (row stride out): the partial is read and written once per eight rows, not
- * four (17% more bandwidth measured on GPT-2's matrices), two sums to halve the FMA chain. */
-static inline void rows8_f32(const float *x8, const float *w, size_t r0, int out, float *p) {
-    const __m512 x0 = _mm512_set1_ps(x8[0]), x1 = _mm512_set1_ps(x8[1]), x2 = _mm512_set1_ps(x8[2]),
-                 x3 = _mm512_set1_ps(x8[3]), x4 = _mm512_set1_ps(x8[4]), x5 = _mm512_set1_ps(x8[5]),
-                 x6 = _mm512_set1_ps(x8[6]), x7 = _mm512_set1_ps(x8[7]);
-    const float *w0 = w + r0;
-    const size_t st = (size_t)out;
-    int o = 0;
-    for (; o + 16 <= out; o += 16) {
-        __m512 a = _mm512_load_ps(p + o), b = _mm512_mul_ps(x1, _mm512_loadu_ps(w0 + st + o));
-        a = _mm512_fmadd_ps(x0, _mm512_loadu_ps(w0 + o), a);
-        a = _mm512_fmadd_ps(x2, _mm512_loadu_ps(w0 + 2 * st + o), a);
-        b = _mm512_fmadd_ps(x3, _mm512_loadu_ps(w0 + 3 * st + o), b);
-        a = _mm512_fmadd_ps(x4, _mm512_loadu_ps(w0 + 4 * st + o), a);
-        b = _mm512_fmadd_ps(x5, _mm512_loadu_ps(w0 + 5 * st + o), b);
-        a = _mm512_fmadd_ps(x6, _mm512_loadu_ps(w0 + 6 * st + o), a);
-        b = _mm512_fmadd_ps(x7, _mm512_loadu_ps(w0 + 7 * st + o), b);
-        _mm512_store_ps(p + o, _mm512_add_ps(a, b));
-    }
-    if (o < out) { /* the tail columns, four rows at a time */
-        rows_tail(x8, 4, w, r0, o, out, p);
-        rows_tail(x8 + 4, 4, w, r0 + 4 * st, o, out, p);
-    }
-}
-
+/* Chunk c: rows c g + r + s q (r < g = GEMV_ROWS / 4, quarter s < 4, q = n_chunks g), those
+ * below in; the last quarter is the short one when in is not a multiple of GEMV_ROWS. */
 static void gemv_rows_chunk(void *arg, int c0, int c1) {
     const rows_job *j = arg;
-    const int out = j->out;
+    const int out = j->out, g = GEMV_ROWS / 4, q = j->q;
     for (int c = c0; c < c1; c++) {
-        int k0 = c * GEMV_ROWS, k1 = k0 + GEMV_ROWS < j->in ? k0 + GEMV_ROWS : j->in;
         float *p = j->part + (size_t)c * j->ldp;
         memset(p, 0, sizeof(float) * (size_t)j->ldp);
-        int k = k0;
-        for (; k + 8 <= k1; k += 8) rows8_f32(j->x + k, j->w, (size_t)k * out, out, p);
-        for (; k + 4 <= k1; k += 4) rows4(j->x + k, j->w, (size_t)k * out, out, p);
-        if (k < k1) rows_tail(j->x + k, k1 - k, j->w, (size_t)k * out, 0, out, p); /* the last 1-3 rows */
+        for (int k = c * g; k < c * g + g && k < j->in; k++) {
+            int n = (j->in - 1 - k) / q + 1; /* quarters with a row k + s q */
+            rows4_far(j->x + k, (size_t)q, n < 4 ? n : 4, j->w, (size_t)k * out, out, p);
+        }
     }
 }
 
@@ -546,8 +527,8 @@ static int gemv_by_columns(void) {
 }
 
 /* y[out] = x[in] @ W[in, out] + b. BF16 (wb, packed): by panels, four far apart at once
- * (panels4). F32: row-split (above; four far-apart chunks at once, with four partials, read
- * slower than rows8 on one: 45-55 against 57-64 GB/s);
+ * (panels4). F32: row-split (above; four streams far apart into one partial; four far-apart
+ * chunks with four partials read slower: 45-55 against 57-64 GB/s);
  * column slices when the partials' memory cannot be had (or QKV_GEMV=cols): 32-column units,
  * a chunk walks the rows four at a time, its slice of y staying in L1. */
 void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uint16_t *wb,
@@ -581,7 +562,7 @@ void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uin
     int ldp = (out + 15) / 16 * 16;
     float *part;
     if (!gemv_by_columns() && in > 0 && (part = part_get((size_t)ldp * (size_t)n_chunks))) {
-        rows_job r = {x, w, part, in, out, ldp};
+        rows_job r = {x, w, part, in, out, ldp, n_chunks * (GEMV_ROWS / 4)};
         qkv__pool_for(n_chunks, 1, n_threads, gemv_rows_chunk, &r);
         gemv_rows_sum(&r, n_chunks, b, y);
         return;
