@@ -426,6 +426,8 @@ static inline void rows_tail(const float *x, int n, const float *w, size_t r0, i
     }
 }
 
+#define ROWS_PF 1024 /* bytes ahead, software prefetch in rows4_far */
+
 /* p[out] += x[k] W[k, :] + x[k + q] W[k + q, :] + x[k + 2q] ... for the n <= 4 rows of the four
  * quarters that exist (row k at offset r0): four streams q rows apart, one partial. */
 static inline void rows4_far(const float *x, size_t q, int n, const float *w, size_t r0, int out, float *p) {
@@ -436,6 +438,12 @@ static inline void rows4_far(const float *x, size_t q, int n, const float *w, si
         const __m512 x0 = _mm512_set1_ps(x[0]), x1 = _mm512_set1_ps(x[q]), x2 = _mm512_set1_ps(x[2 * q]),
                      x3 = _mm512_set1_ps(x[3 * q]);
         for (; o + 16 <= out; o += 16) {
+            /* 1 KB ahead on each stream: +4-6% generation (15 A/B pairs, three times); 512 B
+             * ties, 2 KB and more lose (-1 to -9%) */
+            _mm_prefetch((const char *)(w0 + o) + ROWS_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w1 + o) + ROWS_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w2 + o) + ROWS_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w3 + o) + ROWS_PF, _MM_HINT_T0);
             __m512 a = _mm512_load_ps(p + o), b = _mm512_mul_ps(x1, _mm512_loadu_ps(w1 + o));
             a = _mm512_fmadd_ps(x0, _mm512_loadu_ps(w0 + o), a);
             a = _mm512_fmadd_ps(x2, _mm512_loadu_ps(w2 + o), a);
