@@ -627,6 +627,8 @@ static float row_dot(const gemv_t_job *jb, int j) {
  * thread read ~60 GB/s here on two threads, four streams a quarter of the matrix apart
  * ~77 (the read loop's pattern); rows next to each other did not help (~48). Each row's sum
  * runs in the order row_dot's does not: the two are not bit-identical, each within rounding. */
+#define HEAD_PF 2048 /* bytes ahead, software prefetch in rows4_dot (F32) */
+
 static void rows4_dot(const gemv_t_job *jb, int j) {
     const int q = jb->q;
     const float *x = jb->x, *e = jb->e;
@@ -651,6 +653,15 @@ static void rows4_dot(const gemv_t_job *jb, int j) {
         const float *r0 = e + (size_t)j * c, *r1 = r0 + (size_t)q * c, *r2 = r1 + (size_t)q * c,
                     *r3 = r2 + (size_t)q * c;
         for (; k + 32 <= c; k += 32) {
+            /* 2 KB ahead on each row: +3-4% generation (15 A/B pairs, twice; 1 KB +2%) */
+            _mm_prefetch((const char *)(r0 + k) + HEAD_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)(r0 + k) + HEAD_PF + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)(r1 + k) + HEAD_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)(r1 + k) + HEAD_PF + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)(r2 + k) + HEAD_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)(r2 + k) + HEAD_PF + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)(r3 + k) + HEAD_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)(r3 + k) + HEAD_PF + 64, _MM_HINT_T0);
             __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
             a[0] = _mm512_fmadd_ps(_mm512_loadu_ps(r0 + k), x0, a[0]);
             a[1] = _mm512_fmadd_ps(_mm512_loadu_ps(r1 + k), x0, a[1]);
