@@ -627,7 +627,8 @@ static float row_dot(const gemv_t_job *jb, int j) {
  * thread read ~60 GB/s here on two threads, four streams a quarter of the matrix apart
  * ~77 (the read loop's pattern); rows next to each other did not help (~48). Each row's sum
  * runs in the order row_dot's does not: the two are not bit-identical, each within rounding. */
-#define HEAD_PF 2048 /* bytes ahead, software prefetch in rows4_dot (F32) */
+#define HEAD_PF 2048 /* bytes ahead, software prefetch in rows4_dot: F32 rows */
+#define HEAD_PF_BF16 1024 /* BF16 rows */
 
 static void rows4_dot(const gemv_t_job *jb, int j) {
     const int q = jb->q;
@@ -641,6 +642,11 @@ static void rows4_dot(const gemv_t_job *jb, int j) {
         const uint16_t *r0 = eb + (size_t)j * c, *r1 = r0 + (size_t)q * c, *r2 = r1 + (size_t)q * c,
                        *r3 = r2 + (size_t)q * c;
         for (; k + 32 <= c32; k += 32) {
+            /* 1 KB ahead on each row: +1-5% BF16 generation (four sets of 15 A/B pairs) */
+            _mm_prefetch((const char *)(r0 + k) + HEAD_PF_BF16, _MM_HINT_T0);
+            _mm_prefetch((const char *)(r1 + k) + HEAD_PF_BF16, _MM_HINT_T0);
+            _mm_prefetch((const char *)(r2 + k) + HEAD_PF_BF16, _MM_HINT_T0);
+            _mm_prefetch((const char *)(r3 + k) + HEAD_PF_BF16, _MM_HINT_T0);
             __m512i h = _mm512_load_si512(xh + k), l = _mm512_load_si512(xl + k);
             __m512i w0 = _mm512_loadu_si512(r0 + k), w1 = _mm512_loadu_si512(r1 + k),
                     w2 = _mm512_loadu_si512(r2 + k), w3 = _mm512_loadu_si512(r3 + k);
