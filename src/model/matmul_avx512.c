@@ -439,7 +439,7 @@ static inline void rows4_far(const float *x, size_t q, int n, const float *w, si
                      x3 = _mm512_set1_ps(x[3 * q]);
         for (; o + 16 <= out; o += 16) {
             /* 1 KB ahead on each stream: +4-6% generation (15 A/B pairs, three times); 512 B
-             * ties, 2 KB and more lose (-1 to -9%) */
+             * ties, 2 KB is mixed (+3%, -1.5%), 4-8 KB lose (-7 to -9%) */
             _mm_prefetch((const char *)(w0 + o) + ROWS_PF, _MM_HINT_T0);
             _mm_prefetch((const char *)(w1 + o) + ROWS_PF, _MM_HINT_T0);
             _mm_prefetch((const char *)(w2 + o) + ROWS_PF, _MM_HINT_T0);
