@@ -3,9 +3,8 @@
  * 24 accumulators, B packed in 32-column panels, A tiles copied, C prefetched), the BF16 GEMM of prompts
  * (vdpbf16ps on the model's packed BF16 copies), and the memory-bound GEMVs of generation (F32
  * weights by chunks of whole rows, four streams far apart; packed BF16 by panels, vdpbf16ps on x in two
- * BF16 parts; Q8_0 with int8 VNNI
- * dot products), and the forward's row-wise GELU and norms. Built with AVX-512 flags; only
- * called after run-time detection (matmul.c, layers.c).
+ * BF16 parts; Q8_0 with int8 VNNI dot products), and the forward's row-wise GELU and norms. Built with
+ * AVX-512 flags; only called after run-time detection (matmul.c, layers.c).
  */
 #include "model/model.h"
 
