@@ -23,7 +23,9 @@
  * compared with qkv's (node-llama-cpp's prebuilt library, when tests/node_modules has it).
  * Timing goes in rounds (3 by default): each round times qkv's prompts and generations, then
  * runs llama-bench once, so that both see the same load on a shared machine; the tables show
- * the medians over the rounds.
+ * the medians over the rounds. Each round also times the sgemm alone on the block products
+ * (1024 rows) and the read loop over the weights, right before the 1024-token prompt and the F32
+ * generation: what those two reach at that moment, beside the run's best bounds.
  */
 #include "cli/cli.h"
 #include "model/gguf.h"
@@ -180,6 +182,36 @@ static double time_generate(qkv_model *m, const int *prompt, int n_prompt, int n
     if (qkv_model_generate(m, prompt, n_prompt, n_gen, &greedy, on_gen_token, &g, out, &n_out)) return -1;
     if (n_out < 2) return -1;
     return (n_out - 1) / (g.t_last - g.t_first);
+}
+
+/* The F32 sgemm alone on a layer's block products (q|k|v, output, MLP in, MLP out) at n rows,
+ * GFLOP/s, the best of 2 passes: what the prompt's GEMMs reach at that moment, against which
+ * the prompt's own fraction of the FLOP bound reads (the rest: attention, norms, GELU). */
+static double time_block_gemms(const qkv__dims *dm, int n) {
+    const int shp[4][2] = {{dm->C, dm->W}, {dm->Hd, dm->C}, {dm->C, dm->F2}, {dm->F, dm->C}};
+    size_t max_in = 0, max_out = 0, max_w = 0;
+    double flops = 0;
+    for (int s = 0; s < 4; s++) {
+        max_in = shp[s][0] > (int)max_in ? (size_t)shp[s][0] : max_in;
+        max_out = shp[s][1] > (int)max_out ? (size_t)shp[s][1] : max_out;
+        max_w = (size_t)shp[s][0] * shp[s][1] > max_w ? (size_t)shp[s][0] * shp[s][1] : max_w;
+        flops += 2.0 * n * shp[s][0] * shp[s][1];
+    }
+    float *x = malloc(sizeof(float) * n * max_in), *w = malloc(sizeof(float) * max_w),
+          *y = malloc(sizeof(float) * n * max_out);
+    double best = NAN;
+    if (x && w && y) {
+        for (size_t i = 0; i < (size_t)n * max_in; i++) x[i] = bench_frand();
+        for (size_t i = 0; i < max_w; i++) w[i] = 0.02f * bench_frand();
+        best = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            double t0 = qkv__now();
+            for (int s = 0; s < 4; s++) qkv__linear(x, shp[s][0], n, shp[s][0], shp[s][1], w, NULL, y);
+            best = fmax(best, flops / (qkv__now() - t0) * 1e-9);
+        }
+    }
+    free(x), free(w), free(y);
+    return best;
 }
 
 /* s into dst[cap], cut to fit */
@@ -938,6 +970,7 @@ int qkv__bench_model(int argc, char **argv) {
     size_t n_weights = 0;
     const float *weights = qkv__model_params_block(m, &n_weights);
     double bp128[MAX_ROUNDS], bp1024[MAX_ROUNDS]; /* prompts with BF16 weights and dot products */
+    double sg1024[MAX_ROUNDS]; /* the sgemm alone on the block products, 1024 rows, just before the 1024 prompt */
     double peak_mb = NAN, peak_q8_mb = NAN, peak_bf16_mb = NAN;
     int gen_agree = -1; /* the PyTorch peer's greedy tokens from the same 16-token prompt: the first 8 */
     struct rusage ru;
@@ -945,6 +978,7 @@ int qkv__bench_model(int argc, char **argv) {
         if (rounds > 1 && isatty(STDERR_FILENO))
             fprintf(stderr, "timing: round %d of %d%s\r", r + 1, rounds, lp ? " (qkv, then llama-bench)" : "");
         q128[r] = time_prompt(m, ids, 128, reps, last);
+        sg1024[r] = time_block_gemms(&dm, 1024);
         q1024[r] = time_prompt(m, ids, 1024, reps, last);
         bw_now[r] = has_avx512 && weights ? qkv__read_bw_avx512(weights, n_weights, 2, threads) : NAN;
         q32[r] = time_generate(m, ids, 16, n_gen, gen_out);
@@ -1077,6 +1111,13 @@ int qkv__bench_model(int argc, char **argv) {
         printf("F32 generation against the read loop over the same weights just before it, each round: %.2f of it "
                "(median of %d; %.1f-%.1f GB/s then)\n", frac_now, rounds, bw_now_lo, bw_now_hi);
     }
+    double sg = median_ok(sg1024, rounds), sg_lo = INFINITY, sg_hi = 0;
+    for (int r = 0; r < rounds; r++) sg_lo = fmin(sg_lo, sg1024[r]), sg_hi = fmax(sg_hi, sg1024[r]);
+    if (isfinite(sg) && isfinite(peak))
+        printf("F32 prompt at 1024 tokens against the sgemm alone on its block products (1024 rows, just before it, "
+               "each round): the sgemm %.0f GFLOP/s = %.2f of the FMA peak (median of %d; %.0f-%.0f), the prompt "
+               "%.2f of its FLOP bound; those products are %.0f%% of its FLOPs\n",
+               sg, sg / peak, rounds, sg_lo, sg_hi, pp1024 / b1024, 100.0 * 2 * mat_params / fl1024);
     printf("peak memory (max RSS): qkv %.0f MB with F32 weights, %.0f MB with the Q8_0 copy too, %.0f MB with the "
            "BF16 copy instead", peak_mb, peak_q8_mb, peak_bf16_mb);
     if (peer) printf("; PyTorch %.0f MB", jnum(peer, "peak_mb"));
@@ -1139,6 +1180,8 @@ int qkv__bench_model(int argc, char **argv) {
     json_object_set_new(o, "gen_f32_frac_read_bound", json_real(isfinite(g32 * gen32) ? gen32 / g32 : 0));
     json_object_set_new(o, "gen_bf16_frac_read_bound", json_real(isfinite(g16 * gen16) ? gen16 / g16 : 0));
     json_object_set_new(o, "gen_f32_frac_read_now", json_real(isfinite(frac_now) ? frac_now : 0));
+    json_object_set_new(o, "sgemm1024_gflops", json_real(isfinite(sg) ? sg : 0));
+    json_object_set_new(o, "sgemm1024_frac_peak", json_real(isfinite(sg) && isfinite(peak) ? sg / peak : 0));
     json_object_set_new(o, "read_gbs_now_min", json_real(isfinite(bw_now_lo) ? bw_now_lo : 0));
     json_object_set_new(o, "read_gbs_now_max", json_real(bw_now_hi));
     json_object_set_new(o, "peak_rss_mb", json_real(peak_mb));
