@@ -189,13 +189,14 @@ static double time_generate(qkv_model *m, const int *prompt, int n_prompt, int n
  * the prompt's own fraction of the FLOP bound reads (the rest: attention, norms, GELU). */
 static double time_block_gemms(const qkv__dims *dm, int n) {
     const int shp[4][2] = {{dm->C, dm->W}, {dm->Hd, dm->C}, {dm->C, dm->F2}, {dm->F, dm->C}};
-    size_t max_in = 0, max_out = 0, max_w = 0;
+    size_t max_in = 0, max_out = 0, max_w = 0; /* one buffer each, the largest product's size */
     double flops = 0;
     for (int s = 0; s < 4; s++) {
-        max_in = shp[s][0] > (int)max_in ? (size_t)shp[s][0] : max_in;
-        max_out = shp[s][1] > (int)max_out ? (size_t)shp[s][1] : max_out;
-        max_w = (size_t)shp[s][0] * shp[s][1] > max_w ? (size_t)shp[s][0] * shp[s][1] : max_w;
-        flops += 2.0 * n * shp[s][0] * shp[s][1];
+        const size_t in = (size_t)shp[s][0], out = (size_t)shp[s][1];
+        if (in > max_in) max_in = in;
+        if (out > max_out) max_out = out;
+        if (in * out > max_w) max_w = in * out;
+        flops += 2.0 * n * in * out;
     }
     float *x = malloc(sizeof(float) * n * max_in), *w = malloc(sizeof(float) * max_w),
           *y = malloc(sizeof(float) * n * max_out);

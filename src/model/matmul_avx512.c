@@ -418,14 +418,12 @@ typedef struct {
     int in, out, ldp, q; /* q: rows a quarter of the matrix apart (n_chunks GEMV_ROWS / 4) */
 } rows_job;
 
-/* Columns [o, out) of p += x[0..n) times rows r0, r0 + out, ... (n <= 4): the masked tails. */
-static inline void rows_tail(const float *x, int n, const float *w, size_t r0, int o, int out, float *p) {
+/* Columns [o, out) of p += xv times one row (its columns at row): the masked tails. */
+static inline void rows_tail(float xv, const float *row, int o, int out, float *p) {
+    const __m512 xs = _mm512_set1_ps(xv);
     for (; o < out; o += 16) {
         __mmask16 m = (__mmask16)(out - o >= 16 ? 0xffff : (1u << (out - o)) - 1);
-        __m512 acc = _mm512_maskz_loadu_ps(m, p + o);
-        for (int i = 0; i < n; i++)
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(x[i]), _mm512_maskz_loadu_ps(m, w + r0 + (size_t)i * out + o), acc);
-        _mm512_mask_storeu_ps(p + o, m, acc);
+        _mm512_mask_storeu_ps(p + o, m, _mm512_fmadd_ps(xs, _mm512_maskz_loadu_ps(m, row + o), _mm512_maskz_loadu_ps(m, p + o)));
     }
 }
 
@@ -460,7 +458,7 @@ static inline void rows4_far(const float *x, size_t q, int n, const float *w, si
         }
     }
     for (int i = 0; i < n; i++) /* the tail columns, or the last quarters' missing rows: row by row */
-        rows_tail(x + i * q, 1, w, r0 + (size_t)i * st, o, out, p);
+        rows_tail(x[i * q], w + r0 + (size_t)i * st, o, out, p);
 }
 
 /* Chunk c: rows c g + r + s q (r < g = GEMV_ROWS / 4, quarter s < 4, q = n_chunks g), those
