@@ -1041,9 +1041,15 @@ int qkv__bench_model(int argc, char **argv) {
         qkv_model_use_bf16(m, 0);
     }
     /* the OpenBLAS sgemm path, once, after the rounds: for comparison with ours, not with the peers */
-    double pp128_blas = NAN, pp1024_blas = NAN;
+    double pp128_blas = NAN, pp1024_blas = NAN, sg_blas = NAN, sg_once = NAN;
     if (has_avx512) {
+        /* the sgemm alone, ours and then OpenBLAS's (its own threads), each after a pause: a
+         * runtime's threads spin for a while after their work and would slow the other's */
+        usleep(100000);
+        sg_once = time_block_gemms(&dm, 1024);
         qkv__gemm_select("openblas");
+        usleep(100000);
+        sg_blas = time_block_gemms(&dm, 1024);
         pp128_blas = time_prompt(m, ids, 128, reps_once, last);
         pp1024_blas = time_prompt(m, ids, 1024, reps_once, last);
         qkv__gemm_select(gemm_default);
@@ -1119,6 +1125,10 @@ int qkv__bench_model(int argc, char **argv) {
                "each round): the sgemm %.0f GFLOP/s = %.2f of the FMA peak (median of %d; %.0f-%.0f), the prompt "
                "%.2f of its FLOP bound; those products are %.0f%% of its FLOPs\n",
                sg, sg / peak, rounds, sg_lo, sg_hi, pp1024 / b1024, 100.0 * 2 * mat_params / fl1024);
+    if (isfinite(sg_blas) && sg_blas > 0 && isfinite(sg_once) && isfinite(peak))
+        printf("the same products once after the rounds, each sgemm after a pause: qkv's %.0f GFLOP/s = %.2f of the "
+               "FMA peak, OpenBLAS's (core %s, its own %d threads) %.0f = %.2f: qkv's %.2fx OpenBLAS's\n",
+               sg_once, sg_once / peak, qkv__openblas_core(), threads, sg_blas, sg_blas / peak, sg_once / sg_blas);
     printf("peak memory (max RSS): qkv %.0f MB with F32 weights, %.0f MB with the Q8_0 copy too, %.0f MB with the "
            "BF16 copy instead", peak_mb, peak_q8_mb, peak_bf16_mb);
     if (peer) printf("; PyTorch %.0f MB", jnum(peer, "peak_mb"));
@@ -1183,6 +1193,8 @@ int qkv__bench_model(int argc, char **argv) {
     json_object_set_new(o, "gen_f32_frac_read_now", json_real(isfinite(frac_now) ? frac_now : 0));
     json_object_set_new(o, "sgemm1024_gflops", json_real(isfinite(sg) ? sg : 0));
     json_object_set_new(o, "sgemm1024_frac_peak", json_real(isfinite(sg) && isfinite(peak) ? sg / peak : 0));
+    json_object_set_new(o, "sgemm1024_once_gflops", json_real(isfinite(sg_once) ? sg_once : 0));
+    json_object_set_new(o, "sgemm1024_openblas_gflops", json_real(isfinite(sg_blas) ? sg_blas : 0));
     json_object_set_new(o, "read_gbs_now_min", json_real(isfinite(bw_now_lo) ? bw_now_lo : 0));
     json_object_set_new(o, "read_gbs_now_max", json_real(bw_now_hi));
     json_object_set_new(o, "peak_rss_mb", json_real(peak_mb));
