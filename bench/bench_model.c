@@ -1043,7 +1043,7 @@ int qkv__bench_model(int argc, char **argv) {
     /* the OpenBLAS sgemm path, once, after the rounds: for comparison with ours, not with the peers */
     double pp128_blas = NAN, pp1024_blas = NAN, sg_blas = NAN, sg_once = NAN;
     if (has_avx512) {
-        /* the sgemm alone, ours and then OpenBLAS's (its own threads), each after a pause: a
+        /* the sgemm alone, ours and then OpenBLAS's (qkv's column slices), each after a pause: a
          * runtime's threads spin for a while after their work and would slow the other's */
         usleep(100000);
         sg_once = time_block_gemms(&dm, 1024);
@@ -1127,7 +1127,8 @@ int qkv__bench_model(int argc, char **argv) {
                sg, sg / peak, rounds, sg_lo, sg_hi, pp1024 / b1024, 100.0 * 2 * mat_params / fl1024);
     if (isfinite(sg_blas) && sg_blas > 0 && isfinite(sg_once) && isfinite(peak))
         printf("the same products once after the rounds, each sgemm after a pause: qkv's %.0f GFLOP/s = %.2f of the "
-               "FMA peak, OpenBLAS's (core %s, its own %d threads) %.0f = %.2f: qkv's %.2fx OpenBLAS's\n",
+               "FMA peak, OpenBLAS's (core %s, one call a column slice on each of %d threads) %.0f = %.2f: qkv's %.2fx "
+               "OpenBLAS's\n",
                sg_once, sg_once / peak, qkv__openblas_core(), threads, sg_blas, sg_blas / peak, sg_once / sg_blas);
     printf("peak memory (max RSS): qkv %.0f MB with F32 weights, %.0f MB with the Q8_0 copy too, %.0f MB with the "
            "BF16 copy instead", peak_mb, peak_q8_mb, peak_bf16_mb);
