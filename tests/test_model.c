@@ -262,11 +262,18 @@ static void test_matmul_kernels_match_a_plain_loop(void) {
                 qkv__linear_t(x, ldx, n, in, out, e, in, yt, out);
                 for (int i = 0; i < n; i++)
                     for (int o = 0; o < out; o++) ASSERT_CLOSE(yt[i * out + o], r[i * out + o] - b[o], tol);
-                /* one row: GEMV, F32 and BF16 */
-                qkv__gemv(x, in, out, w, NULL, b, y);
-                for (int o = 0; o < out; o++) ASSERT_CLOSE(y[o], r[o], tol);
-                qkv__gemv_t(x, in, out, e, NULL, yt);
-                for (int o = 0; o < out; o++) ASSERT_CLOSE(yt[o], r[o] - b[o], tol);
+                /* one row: the GEMVs of every SIMD path this CPU has (AVX-512, AVX2: by rows
+                 * into partials on the pool; scalar: column slices) */
+                static const char *const simds[] = {"avx512", "avx2", "scalar"};
+                const char *sd = qkv_simd_name();
+                for (size_t si = 0; si < sizeof simds / sizeof *simds; si++) {
+                    if (qkv_set_simd(simds[si]) != QKV_OK) continue;
+                    qkv__gemv(x, in, out, w, NULL, b, y);
+                    for (int o = 0; o < out; o++) ASSERT_CLOSE(y[o], r[o], tol);
+                    qkv__gemv_t(x, in, out, e, NULL, yt);
+                    for (int o = 0; o < out; o++) ASSERT_CLOSE(yt[o], r[o] - b[o], tol);
+                }
+                ASSERT(qkv_set_simd(sd) == QKV_OK);
                 free(x), free(w), free(b), free(y), free(r), free(yt), free(e);
             }
     }

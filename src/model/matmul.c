@@ -13,6 +13,7 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,12 +239,53 @@ void qkv__linear_t(const float *x, ptrdiff_t ldx, int n, int c, int v, const flo
     }
 }
 
+int qkv__use_avx2(void) { return !strcmp(qkv_simd_name(), "avx2"); }
+
+/* qkv__gemv_part's buffers: one per calling thread (pthread key: freed when it ends). */
+typedef struct {
+    float *p;
+    size_t cap; /* floats */
+} part_buf;
+
+static pthread_key_t part_key;
+static pthread_once_t part_once = PTHREAD_ONCE_INIT;
+static int part_key_ok;
+
+static void part_free(void *v) {
+    part_buf *b = v;
+    free(b->p);
+    free(b);
+}
+
+static void part_init(void) { part_key_ok = pthread_key_create(&part_key, part_free) == 0; }
+
+float *qkv__gemv_part(size_t n) {
+    pthread_once(&part_once, part_init);
+    if (!part_key_ok) return NULL;
+    part_buf *b = pthread_getspecific(part_key);
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b))) return NULL;
+        if (pthread_setspecific(part_key, b)) {
+            free(b);
+            return NULL;
+        }
+    }
+    if (b->cap < n) {
+        float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+        if (!p) return NULL;
+        free(b->p);
+        b->p = p, b->cap = n;
+    }
+    return b->p;
+}
+
 void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *wb,
                const float *b, float *y) {
     if (qkv__use_avx512()) {
         qkv__gemv_avx512(x, in, out, w, wb, b, y, qkv__model_threads());
         return;
     }
+    if (!wb && qkv__use_avx2() && qkv__gemv_avx2(x, in, out, w, b, y, qkv__model_threads())) return;
     int nt = qkv__model_threads();
     /* threads split the output columns; each streams its slice of every row */
 #pragma omp parallel num_threads(nt)
@@ -270,6 +312,10 @@ void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *
 void qkv__gemv_t(const float *x, int c, int v, const float *e, const uint16_t *eb, float *y) {
     if (qkv__use_avx512()) {
         qkv__gemv_t_avx512(x, c, v, e, eb, y, qkv__model_threads());
+        return;
+    }
+    if (!eb && qkv__use_avx2()) {
+        qkv__gemv_t_avx2(x, c, v, e, y, qkv__model_threads());
         return;
     }
     int nt = qkv__model_threads();

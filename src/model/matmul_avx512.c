@@ -11,7 +11,6 @@
 #include <float.h>
 #include <immintrin.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -409,124 +408,18 @@ static void gemv_bf16p_chunk(void *arg, int u0, int u1) {
  * matrix (rows4_far): four streams a thread read faster than one on this Zen 5 (GPT-2's block
  * matrices, two threads, pure reads: ~76 against ~60 GB/s; generation +5-7% F32). */
 
-#define GEMV_ROWS 128 /* rows a chunk: fixed, so the order of every sum, and the result, does
-                         not depend on the thread count */
-
-typedef struct {
-    const float *x, *w;
-    float *part; /* [n_chunks, ldp] */
-    int in, out, ldp, q; /* q: rows a quarter of the matrix apart (n_chunks GEMV_ROWS / 4) */
-} rows_job;
-
-/* Columns [o, out) of p += xv times one row (its columns at row): the masked tails. */
-static inline void rows_tail(float xv, const float *row, int o, int out, float *p) {
-    const __m512 xs = _mm512_set1_ps(xv);
-    for (; o < out; o += 16) {
-        __mmask16 m = (__mmask16)(out - o >= 16 ? 0xffff : (1u << (out - o)) - 1);
-        _mm512_mask_storeu_ps(p + o, m, _mm512_fmadd_ps(xs, _mm512_maskz_loadu_ps(m, row + o), _mm512_maskz_loadu_ps(m, p + o)));
-    }
-}
-
-#define ROWS_PF 1024 /* bytes ahead, software prefetch in rows4_far */
-
-/* Software prefetch `ahead` bytes past each of four streams (rows4_far, rows4_dot). */
-static inline void prefetch4(const void *a, const void *b, const void *c, const void *d, size_t ahead) {
-    _mm_prefetch((const char *)a + ahead, _MM_HINT_T0);
-    _mm_prefetch((const char *)b + ahead, _MM_HINT_T0);
-    _mm_prefetch((const char *)c + ahead, _MM_HINT_T0);
-    _mm_prefetch((const char *)d + ahead, _MM_HINT_T0);
-}
-
-/* p[out] += x[k] W[k, :] + x[k + q] W[k + q, :] + x[k + 2q] ... for the n <= 4 rows of the four
- * quarters that exist (row k at offset r0): four streams q rows apart, one partial. */
-static inline void rows4_far(const float *x, size_t q, int n, const float *w, size_t r0, int out, float *p) {
-    const size_t st = q * (size_t)out;
-    const float *w0 = w + r0, *w1 = w0 + st, *w2 = w1 + st, *w3 = w2 + st;
-    int o = 0;
-    if (n == 4) {
-        const __m512 x0 = _mm512_set1_ps(x[0]), x1 = _mm512_set1_ps(x[q]), x2 = _mm512_set1_ps(x[2 * q]),
-                     x3 = _mm512_set1_ps(x[3 * q]);
-        for (; o + 16 <= out; o += 16) {
-            /* 1 KB ahead on each stream: +4-6% generation (15 A/B pairs, three times); 512 B
-             * ties, 2 KB is mixed (+3%, -1.5%), 4-8 KB lose (-7 to -9%) */
-            prefetch4(w0 + o, w1 + o, w2 + o, w3 + o, ROWS_PF);
-            __m512 a = _mm512_load_ps(p + o), b = _mm512_mul_ps(x1, _mm512_loadu_ps(w1 + o));
-            a = _mm512_fmadd_ps(x0, _mm512_loadu_ps(w0 + o), a);
-            a = _mm512_fmadd_ps(x2, _mm512_loadu_ps(w2 + o), a);
-            b = _mm512_fmadd_ps(x3, _mm512_loadu_ps(w3 + o), b);
-            _mm512_store_ps(p + o, _mm512_add_ps(a, b));
-        }
-    }
-    for (int i = 0; i < n; i++) /* the tail columns, or the last quarters' missing rows: row by row */
-        rows_tail(x[i * q], w + r0 + (size_t)i * st, o, out, p);
-}
-
-/* Chunk c: rows c g + r + s q (r < g = GEMV_ROWS / 4, quarter s < 4, q = n_chunks g), those
- * below in; the last quarter is the short one when in is not a multiple of GEMV_ROWS. */
-static void gemv_rows_chunk(void *arg, int c0, int c1) {
-    const rows_job *j = arg;
-    const int out = j->out, g = GEMV_ROWS / 4, q = j->q;
-    for (int c = c0; c < c1; c++) {
-        float *p = j->part + (size_t)c * j->ldp;
-        memset(p, 0, sizeof(float) * (size_t)j->ldp);
-        for (int k = c * g; k < c * g + g && k < j->in; k++) {
-            int n = (j->in - 1 - k) / q + 1; /* quarters with a row k + s q */
-            rows4_far(j->x + k, (size_t)q, n < 4 ? n : 4, j->w, (size_t)k * out, out, p);
-        }
-    }
-}
-
-/* y = b + the partials, in chunk order. */
-static void gemv_rows_sum(const rows_job *j, int n_chunks, const float *b, float *y) {
-    const int out = j->out;
-    for (int o = 0; o < out; o += 16) {
-        __mmask16 m = (__mmask16)(out - o >= 16 ? 0xffff : (1u << (out - o)) - 1);
-        __m512 s = _mm512_maskz_loadu_ps(m, j->part + o);
-        for (int c = 1; c < n_chunks; c++) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, j->part + (size_t)c * j->ldp + o));
-        if (b) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, b + o));
-        _mm512_mask_storeu_ps(y + o, m, s);
-    }
-}
-
-/* The partials' memory: one buffer per calling thread, kept between calls (a step's GEMVs come
- * microseconds apart; a fresh large allocation each time would fault its pages in again),
- * freed when the thread ends. */
-typedef struct {
-    float *p;
-    size_t cap; /* floats */
-} part_buf;
-
-static pthread_key_t part_key;
-static pthread_once_t part_once = PTHREAD_ONCE_INIT;
-static int part_key_ok;
-
-static void part_free(void *v) {
-    part_buf *b = v;
-    free(b->p);
-    free(b);
-}
-
-static void part_init(void) { part_key_ok = pthread_key_create(&part_key, part_free) == 0; }
-
-static float *part_get(size_t n) {
-    pthread_once(&part_once, part_init);
-    if (!part_key_ok) return NULL;
-    part_buf *b = pthread_getspecific(part_key);
-    if (!b) {
-        if (!(b = calloc(1, sizeof *b))) return NULL;
-        if (pthread_setspecific(part_key, b)) {
-            free(b);
-            return NULL;
-        }
-    }
-    if (b->cap < n) {
-        float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-        if (!p) return NULL;
-        free(b->p);
-        b->p = p, b->cap = n;
-    }
-    return b->p;
-}
+/* F32 GEMV by rows into partials (gemv_rows.inc, shared with the AVX2 path): 16 lanes */
+#define VW 16
+typedef __m512 vf;
+#define VSET1(x) _mm512_set1_ps(x)
+#define VLOAD(p) _mm512_load_ps(p)
+#define VLOADU(p) _mm512_loadu_ps(p)
+#define VSTORE(p, x) _mm512_store_ps((p), (x))
+#define VSTOREU(p, x) _mm512_storeu_ps((p), (x))
+#define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define VMUL(a, b) _mm512_mul_ps((a), (b))
+#define VADD(a, b) _mm512_add_ps((a), (b))
+#include "gemv_rows.inc"
 
 static _Atomic int gemv_cols_mode = -1; /* -1: not yet read from QKV_GEMV (atomic: server threads read it) */
 
@@ -551,7 +444,7 @@ void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uin
     gemv_job j = {x, w, b, wb, y, in, out, NULL, 0};
     if (wb) {
         const int kp = (in + 1) / 2;
-        uint32_t *xp = (uint32_t *)part_get(2 * (size_t)kp); /* this thread's buffer (no partials here) */
+        uint32_t *xp = (uint32_t *)qkv__gemv_part(2 * (size_t)kp); /* this thread's buffer (no partials here) */
         if (!xp) { /* out of memory: a plain loop, slow but right */
             for (int o = 0; o < out; o++) {
                 float s = b ? b[o] : 0.0f;
@@ -572,15 +465,7 @@ void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uin
         qkv__pool_for(j.pq, pool_grain(j.pq, n_threads, 8), n_threads, gemv_bf16p_chunk, &j);
         return;
     }
-    int n_chunks = (in + GEMV_ROWS - 1) / GEMV_ROWS;
-    int ldp = (out + 15) / 16 * 16;
-    float *part;
-    if (!gemv_by_columns() && in > 0 && (part = part_get((size_t)ldp * (size_t)n_chunks))) {
-        rows_job r = {x, w, part, in, out, ldp, n_chunks * (GEMV_ROWS / 4)};
-        qkv__pool_for(n_chunks, 1, n_threads, gemv_rows_chunk, &r);
-        gemv_rows_sum(&r, n_chunks, b, y);
-        return;
-    }
+    if (!gemv_by_columns() && gemv_rows(x, in, out, w, b, y, n_threads)) return;
     qkv__pool_for(n_units, pool_grain(n_units, n_threads, 16), n_threads, gemv_chunk, &j);
 }
 

@@ -180,6 +180,16 @@ void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uin
                       const float *b, float *y, int n_threads);
 void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint16_t *eb,
                         float *y, int n_threads);
+/* AVX2 + FMA kernels (matmul_avx2.c); only called when the CPU has them and the AVX-512 path
+ * is not selected (qkv__use_avx2). F32 only. qkv__gemv_avx2 returns 0, having done nothing,
+ * when in is 0 or its partials' memory cannot be had. */
+int qkv__gemv_avx2(const float *x, int in, int out, const float *w, const float *b, float *y, int n_threads);
+void qkv__gemv_t_avx2(const float *x, int c, int v, const float *e, float *y, int n_threads);
+int qkv__use_avx2(void);
+/* The calling thread's scratch for the GEMVs (partial sums, x's BF16 parts): n floats, 64-byte
+ * aligned, kept between calls (a step's GEMVs come microseconds apart; a fresh allocation
+ * would fault its pages in again) and freed when the thread ends; NULL when out of memory. */
+float *qkv__gemv_part(size_t n);
 /* 1: the F32 GEMV by column slices (as QKV_GEMV=cols) instead of by rows, for the bench's
  * before/after and the tests; 0: by rows. Not while a GEMV runs. */
 void qkv__gemv_set_cols(int on);
