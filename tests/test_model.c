@@ -368,15 +368,23 @@ static void test_gemv_bf16(void) {
         for (int o = 0; o < out; o++) eb[o * in + k] = wb[k * out + o];
     naive_linear(x, in, 1, in, out, w, NULL, r);
     uint16_t *wp = bf16_packed(w, in, out);
-    qkv__gemv(x, in, out, NULL, wp, NULL, y);
-    free(wp);
-    qkv__gemv_t(x, in, out, NULL, eb, yt);
-    for (int o = 0; o < out; o++) { /* x enters as two BF16 parts: exact to 2^-16 of |x| */
-        double mag = 0.0;
-        for (int k = 0; k < in; k++) mag += fabs((double)x[k] * w[k * out + o]);
-        ASSERT_CLOSE(y[o], r[o], (0x1p-16 + (in + 1) * 1.2e-7) * mag + 1e-30);
-        ASSERT_CLOSE(yt[o], r[o], (0x1p-16 + (in + 1) * 1.2e-7) * mag + 1e-30);
+    /* every SIMD path this CPU has: AVX-512 (BF16 dot products), AVX2 (widened), scalar */
+    static const char *const simds[] = {"avx512", "avx2", "scalar"};
+    const char *sd = qkv_simd_name();
+    for (size_t si = 0; si < sizeof simds / sizeof *simds; si++) {
+        if (qkv_set_simd(simds[si]) != QKV_OK) continue;
+        memset(y, 0, sizeof y), memset(yt, 0, sizeof yt);
+        qkv__gemv(x, in, out, NULL, wp, NULL, y);
+        qkv__gemv_t(x, in, out, NULL, eb, yt);
+        for (int o = 0; o < out; o++) { /* AVX-512: x as two BF16 parts, exact to 2^-16 of |x| */
+            double mag = 0.0;
+            for (int k = 0; k < in; k++) mag += fabs((double)x[k] * w[k * out + o]);
+            ASSERT_CLOSE(y[o], r[o], (0x1p-16 + (in + 1) * 1.2e-7) * mag + 1e-30);
+            ASSERT_CLOSE(yt[o], r[o], (0x1p-16 + (in + 1) * 1.2e-7) * mag + 1e-30);
+        }
     }
+    ASSERT(qkv_set_simd(sd) == QKV_OK);
+    free(wp);
     /* wide rows on one thread: the pool runs the whole loop as one call (GPT-2's q|k|v is 72
      * units of 32 columns; a fixed per-chunk buffer once overflowed here) */
     enum { OUT2 = 2304, IN2 = 8 };
@@ -388,11 +396,15 @@ static void test_gemv_bf16(void) {
     }
     naive_linear(x, IN2, 1, IN2, OUT2, w2, NULL, r2);
     uint16_t *wp2 = bf16_packed(w2, IN2, OUT2);
-    for (int t = 1; t <= 2; t++) {
-        qkv_set_threads(t);
-        qkv__gemv(x, IN2, OUT2, NULL, wp2, NULL, y2);
-        for (int o = 0; o < OUT2; o++) ASSERT_CLOSE(y2[o], r2[o], 1e-4);
+    for (size_t si = 0; si < sizeof simds / sizeof *simds; si++) {
+        if (qkv_set_simd(simds[si]) != QKV_OK) continue;
+        for (int t = 1; t <= 2; t++) {
+            qkv_set_threads(t);
+            qkv__gemv(x, IN2, OUT2, NULL, wp2, NULL, y2);
+            for (int o = 0; o < OUT2; o++) ASSERT_CLOSE(y2[o], r2[o], 1e-4);
+        }
     }
+    ASSERT(qkv_set_simd(sd) == QKV_OK);
     free(wp2);
     qkv_set_threads(0);
 }
@@ -649,10 +661,11 @@ static void test_gemv_q8(void) {
             for (int o = 0; o < out; o++) b[o] = frand();
             qkv__q8_quantize(wt, (size_t)in * out, q); /* wt is [out, in]: rows of blocks */
             qkv__q8_quantize_x(x, in, xq, xd);
-            for (int pass = 0; pass < 2; pass++) { /* the dispatched kernel, then the portable one */
-                if (pass == 1) ASSERT_OK(qkv_set_simd("scalar"));
+            for (int pass = 0; pass < 3; pass++) { /* the dispatched kernel, AVX2's, the portable one */
+                if (pass == 1 && qkv_set_simd("avx2") != QKV_OK) continue;
+                if (pass == 2) ASSERT_OK(qkv_set_simd("scalar"));
                 int threads = qkv_get_threads();
-                qkv_set_threads(pass ? 3 : threads);
+                qkv_set_threads(pass == 2 ? 3 : threads);
                 qkv__gemv_q8(x, in, out, q, b, y);
                 qkv_set_threads(threads);
                 double err2 = 0.0, y2 = 0.0;

@@ -285,7 +285,13 @@ void qkv__gemv(const float *x, int in, int out, const float *w, const uint16_t *
         qkv__gemv_avx512(x, in, out, w, wb, b, y, qkv__model_threads());
         return;
     }
-    if (!wb && qkv__use_avx2() && qkv__gemv_avx2(x, in, out, w, b, y, qkv__model_threads())) return;
+    if (qkv__use_avx2()) {
+        if (wb) {
+            qkv__gemv_bf16p_avx2(x, in, out, wb, b, y, qkv__model_threads());
+            return;
+        }
+        if (qkv__gemv_avx2(x, in, out, w, b, y, qkv__model_threads())) return;
+    }
     int nt = qkv__model_threads();
     /* threads split the output columns; each streams its slice of every row */
 #pragma omp parallel num_threads(nt)
@@ -314,8 +320,8 @@ void qkv__gemv_t(const float *x, int c, int v, const float *e, const uint16_t *e
         qkv__gemv_t_avx512(x, c, v, e, eb, y, qkv__model_threads());
         return;
     }
-    if (!eb && qkv__use_avx2()) {
-        qkv__gemv_t_avx2(x, c, v, e, y, qkv__model_threads());
+    if (qkv__use_avx2()) {
+        qkv__gemv_t_avx2(x, c, v, e, eb, y, qkv__model_threads());
         return;
     }
     int nt = qkv__model_threads();
@@ -410,6 +416,11 @@ void qkv__gemv_q8(const float *x, int in, int out, const qkv__q8 *w, const float
         return;
     }
     qkv__q8_quantize_x(x, in, xq, xd);
+    if (qkv__use_avx2()) {
+        qkv__gemv_q8_avx2(xq, xd, in, out, w, b, y, qkv__model_threads());
+        qkv__free_aligned(xq);
+        return;
+    }
     int nt = qkv__model_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int o = 0; o < out; o++) {

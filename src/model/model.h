@@ -181,10 +181,16 @@ void qkv__gemv_avx512(const float *x, int in, int out, const float *w, const uin
 void qkv__gemv_t_avx512(const float *x, int c, int v, const float *e, const uint16_t *eb,
                         float *y, int n_threads);
 /* AVX2 + FMA kernels (matmul_avx2.c); only called when the CPU has them and the AVX-512 path
- * is not selected (qkv__use_avx2). F32 only. qkv__gemv_avx2 returns 0, having done nothing,
- * when in is 0 or its partials' memory cannot be had. */
+ * is not selected (qkv__use_avx2). qkv__gemv_avx2 (F32) returns 0, having done nothing, when in
+ * is 0 or its partials' memory cannot be had; qkv__gemv_bf16p_avx2 reads the packed BF16 copy;
+ * qkv__gemv_t_avx2 reads eb (BF16 rows) when it is not NULL, else e. */
 int qkv__gemv_avx2(const float *x, int in, int out, const float *w, const float *b, float *y, int n_threads);
-void qkv__gemv_t_avx2(const float *x, int c, int v, const float *e, float *y, int n_threads);
+void qkv__gemv_bf16p_avx2(const float *x, int in, int out, const uint16_t *wb, const float *b, float *y,
+                          int n_threads);
+void qkv__gemv_t_avx2(const float *x, int c, int v, const float *e, const uint16_t *eb, float *y, int n_threads);
+/* Q8_0 rows (as qkv__gemv_q8_avx512: x already quantised, xq 32-byte aligned). */
+void qkv__gemv_q8_avx2(const int8_t *xq, const float *xd, int in, int out, const qkv__q8 *w, const float *b,
+                       float *y, int n_threads);
 int qkv__use_avx2(void);
 /* The calling thread's scratch for the GEMVs (partial sums, x's BF16 parts): n floats, 64-byte
  * aligned, kept between calls (a step's GEMVs come microseconds apart; a fresh allocation
