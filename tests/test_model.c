@@ -225,16 +225,15 @@ static void naive_linear(const float *x, int ldx, int n, int in, int out, const 
 }
 
 static void test_matmul_kernels_match_a_plain_loop(void) {
-    /* every sgemm path this CPU has: OpenBLAS (split by 16-column slices over the threads,
-     * out 33 or more: a short last slice), the plain loop, and AVX-512 */
-    static const char *const kinds[] = {"openblas", "plain", "avx512"};
-    const char *def = qkv__gemm_name();
-    for (size_t kd = 0; kd < sizeof kinds / sizeof *kinds; kd++) {
-    if (qkv__gemm_select(kinds[kd]) != QKV_OK) continue; /* no AVX-512 here */
     /* n 269: the AVX-512 sgemm splits rows among threads (n >= 256, out <= 768: 700 has
      * two column blocks a thread), with a short last tile; out 800: columns */
     static const int ns[] = {2, 11, 12, 13, 25, 269}, ins[] = {1, 7, 256, 257, 300},
                      outs[] = {1, 15, 16, 17, 33, 700, 800, 1700};
+    /* every sgemm path this CPU has: OpenBLAS (split by 16-column slices over the threads,
+     * out 33 or more: a short last slice), the plain loop, and AVX-512; and the GEMVs of every
+     * SIMD path (AVX-512, AVX2: by rows into partials on the pool; scalar: column slices) */
+    static const char *const kinds[] = {"openblas", "plain", "avx512"}, *const simds[] = {"avx512", "avx2", "scalar"};
+    const char *def = qkv__gemm_name(), *sd = qkv_simd_name();
     for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
         for (size_t bi = 0; bi < sizeof ins / sizeof *ins; bi++)
             for (size_t c = 0; c < sizeof outs / sizeof *outs; c++) {
@@ -245,28 +244,27 @@ static void test_matmul_kernels_match_a_plain_loop(void) {
                 int n = ns[a], in = ins[bi], out = outs[c], ldx = in == 300 ? 512 : in + 3;
                 float *x = malloc(sizeof(float) * (size_t)n * ldx), *w = malloc(sizeof(float) * (size_t)in * out),
                       *b = malloc(sizeof(float) * (size_t)out), *y = malloc(sizeof(float) * (size_t)n * out),
-                      *r = malloc(sizeof(float) * (size_t)n * out), *yt = malloc(sizeof(float) * (size_t)n * out);
-                ASSERT(x && w && b && y && r && yt);
+                      *r = malloc(sizeof(float) * (size_t)n * out), *yt = malloc(sizeof(float) * (size_t)n * out),
+                      *e = malloc(sizeof(float) * (size_t)in * out);
+                ASSERT(x && w && b && y && r && yt && e);
                 for (int i = 0; i < n * ldx; i++) x[i] = frand();
                 for (int i = 0; i < in * out; i++) w[i] = frand();
                 for (int i = 0; i < out; i++) b[i] = frand();
-                naive_linear(x, ldx, n, in, out, w, b, r);
-                qkv__linear(x, ldx, n, in, out, w, b, y);
-                double tol = 1e-5 * (in + 1);
-                for (int i = 0; i < n * out; i++) ASSERT_CLOSE(y[i], r[i], tol);
-                /* the transposed form: y = x @ E^T with E = w viewed as [out, in]... use w^T */
-                float *e = malloc(sizeof(float) * (size_t)in * out);
-                ASSERT(e);
+                /* the transposed form: y = x @ E^T with E = w^T, [out, in] */
                 for (int k = 0; k < in; k++)
                     for (int o = 0; o < out; o++) e[(size_t)o * in + k] = w[(size_t)k * out + o];
-                qkv__linear_t(x, ldx, n, in, out, e, in, yt, out);
-                for (int i = 0; i < n; i++)
-                    for (int o = 0; o < out; o++) ASSERT_CLOSE(yt[i * out + o], r[i * out + o] - b[o], tol);
-                /* one row: the GEMVs of every SIMD path this CPU has (AVX-512, AVX2: by rows
-                 * into partials on the pool; scalar: column slices) */
-                static const char *const simds[] = {"avx512", "avx2", "scalar"};
-                const char *sd = qkv_simd_name();
-                for (size_t si = 0; si < sizeof simds / sizeof *simds; si++) {
+                naive_linear(x, ldx, n, in, out, w, b, r);
+                double tol = 1e-5 * (in + 1);
+                for (size_t kd = 0; kd < sizeof kinds / sizeof *kinds; kd++) {
+                    if (qkv__gemm_select(kinds[kd]) != QKV_OK) continue; /* no AVX-512 here */
+                    qkv__linear(x, ldx, n, in, out, w, b, y);
+                    for (int i = 0; i < n * out; i++) ASSERT_CLOSE(y[i], r[i], tol);
+                    qkv__linear_t(x, ldx, n, in, out, e, in, yt, out);
+                    for (int i = 0; i < n; i++)
+                        for (int o = 0; o < out; o++) ASSERT_CLOSE(yt[i * out + o], r[i * out + o] - b[o], tol);
+                }
+                ASSERT(qkv__gemm_select(def) == QKV_OK);
+                for (size_t si = 0; si < sizeof simds / sizeof *simds; si++) { /* one row */
                     if (qkv_set_simd(simds[si]) != QKV_OK) continue;
                     qkv__gemv(x, in, out, w, NULL, b, y);
                     for (int o = 0; o < out; o++) ASSERT_CLOSE(y[o], r[o], tol);
@@ -276,8 +274,6 @@ static void test_matmul_kernels_match_a_plain_loop(void) {
                 ASSERT(qkv_set_simd(sd) == QKV_OK);
                 free(x), free(w), free(b), free(y), free(r), free(yt), free(e);
             }
-    }
-    ASSERT(qkv__gemm_select(def) == QKV_OK);
 }
 
 /* The F32 GEMV at GPT-2's wide outputs and more rows than one 128-row block against a double

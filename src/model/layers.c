@@ -32,6 +32,7 @@ static int n_threads(void) { return qkv__model_threads(); }
 void qkv__gemm(int trans_a, int trans_b, int M, int N, int K, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+    qkv__blas_one_thread();
     int nt = n_threads();
     if (nt > 1 && M < 32 * nt) nt = 1;
     if (nt == 1) {

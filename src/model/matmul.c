@@ -117,7 +117,7 @@ int qkv__use_avx512(void) {
  * 1,550 at 1024 (rows and columns the same). OpenBLAS's sums depend on a call's shape, so
  * its results differ in the last bits between thread counts (as they did with its own threads);
  * qkv's own kernels do not. */
-static void blas_one_thread(void) {
+void qkv__blas_one_thread(void) {
     static _Atomic int set; /* changing OpenBLAS's pool is costly: once */
     if (!atomic_exchange(&set, 1)) openblas_set_num_threads(1);
 }
@@ -125,7 +125,7 @@ static void blas_one_thread(void) {
 /* y[n, m] (row stride ldy) = x[n, K] @ B + bias; B = w[K, m] (ld ldw), or w[m, K]^T (trans). */
 static void blas_linear(int trans, const float *x, ptrdiff_t ldx, int n, int K, int m, const float *w,
                         ptrdiff_t ldw, const float *bias, float *y, ptrdiff_t ldy) {
-    blas_one_thread();
+    qkv__blas_one_thread();
     const int units = (m + 15) / 16; /* slices of whole 64-byte lines of y */
     int nt = qkv__model_threads();
     if (nt > units) nt = units;

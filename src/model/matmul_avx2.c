@@ -95,51 +95,50 @@ typedef struct {
     int c, v, q; /* q: rows a quarter of the matrix apart */
 } head_job;
 
+/* y[j] = E[j, :] x for the n rows j[] at once; bf: E's rows are BF16 (jb->eb), else F32. */
+static inline __attribute__((always_inline)) void head_rows(const head_job *jb, const int *j, int n, int bf) {
+    const int c = jb->c;
+    const float *x = jb->x, *rf[4] = {NULL};
+    const uint16_t *rb[4] = {NULL};
+    vf a[4][2];
+    for (int i = 0; i < n; i++) {
+        if (bf)
+            rb[i] = jb->eb + (size_t)j[i] * c;
+        else
+            rf[i] = jb->e + (size_t)j[i] * c;
+        a[i][0] = a[i][1] = _mm256_setzero_ps();
+    }
+    int k = 0;
+    for (; k + 16 <= c; k += 16) { /* 16 weights of each row an iteration */
+        const vf x0 = VLOADU(x + k), x1 = VLOADU(x + k + 8);
+        for (int i = 0; i < n; i++) {
+            if (!bf) /* a 64-byte line of each row */
+                _mm_prefetch((const char *)(rf[i] + k) + HEAD_PF, _MM_HINT_T0);
+            else if (k % 32 == 0) /* 32 bytes an iteration: a line every other */
+                _mm_prefetch((const char *)(rb[i] + k) + HEAD_PF / 2, _MM_HINT_T0);
+            a[i][0] = VFMA(bf ? bf16x8(rb[i] + k) : VLOADU(rf[i] + k), x0, a[i][0]);
+            a[i][1] = VFMA(bf ? bf16x8(rb[i] + k + 8) : VLOADU(rf[i] + k + 8), x1, a[i][1]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        float s = hsum(VADD(a[i][0], a[i][1]));
+        for (int kk = k; kk < c; kk++) s = fmaf(bf ? qkv__bf16_to_f32(rb[i][kk]) : rf[i][kk], x[kk], s);
+        jb->y[j[i]] = s;
+    }
+}
+
 /* y[j] = E[j, :] x for rows j = r + s q (quarter s < 4, those below v), r in the unit's rows. */
 static void head_chunk(void *arg, int u0, int u1) {
     const head_job *jb = arg;
-    const int c = jb->c, v = jb->v, q = jb->q;
-    const float *x = jb->x;
+    const int v = jb->v, q = jb->q;
     for (int r = u0 * HEAD_ROWS; r < u1 * HEAD_ROWS && r < q; r++) {
         int j[4], n = 0;
         for (int s = 0; s < 4; s++)
             if (r + s * q < v) j[n++] = r + s * q;
-        vf a[4][2];
-        for (int i = 0; i < n; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();
-        int k = 0;
-        if (jb->eb) {
-            const uint16_t *row[4];
-            for (int i = 0; i < n; i++) row[i] = jb->eb + (size_t)j[i] * c;
-            for (; k + 16 <= c; k += 16) { /* 32 bytes of each row an iteration */
-                const vf x0 = VLOADU(x + k), x1 = VLOADU(x + k + 8);
-                for (int i = 0; i < n; i++) {
-                    if (k % 32 == 0) _mm_prefetch((const char *)(row[i] + k) + HEAD_PF / 2, _MM_HINT_T0);
-                    a[i][0] = VFMA(bf16x8(row[i] + k), x0, a[i][0]);
-                    a[i][1] = VFMA(bf16x8(row[i] + k + 8), x1, a[i][1]);
-                }
-            }
-            for (int i = 0; i < n; i++) {
-                float s = hsum(VADD(a[i][0], a[i][1]));
-                for (int kk = k; kk < c; kk++) s = fmaf(qkv__bf16_to_f32(row[i][kk]), x[kk], s);
-                jb->y[j[i]] = s;
-            }
-            continue;
-        }
-        const float *row[4];
-        for (int i = 0; i < n; i++) row[i] = jb->e + (size_t)j[i] * c;
-        for (; k + 16 <= c; k += 16) { /* a 64-byte line of each row an iteration */
-            const vf x0 = VLOADU(x + k), x1 = VLOADU(x + k + 8);
-            for (int i = 0; i < n; i++) {
-                _mm_prefetch((const char *)(row[i] + k) + HEAD_PF, _MM_HINT_T0);
-                a[i][0] = VFMA(VLOADU(row[i] + k), x0, a[i][0]);
-                a[i][1] = VFMA(VLOADU(row[i] + k + 8), x1, a[i][1]);
-            }
-        }
-        for (int i = 0; i < n; i++) {
-            float s = hsum(VADD(a[i][0], a[i][1]));
-            for (int kk = k; kk < c; kk++) s = fmaf(row[i][kk], x[kk], s);
-            jb->y[j[i]] = s;
-        }
+        if (jb->eb)
+            head_rows(jb, j, n, 1);
+        else
+            head_rows(jb, j, n, 0);
     }
 }
 

@@ -168,6 +168,10 @@ double qkv__process_cpu(void);
 const char *qkv__gemm_name(void);
 /* Picks the sgemm path for the whole process (the bench compares them); not thread-safe. */
 qkv_status qkv__gemm_select(const char *name);
+/* OpenBLAS runs one thread a call, inside qkv's OpenMP threads (matmul.c blas_linear, layers.c
+ * qkv__gemm): its own threads would spin beside OpenMP's and fight them for the cores. Every
+ * caller of cblas_ calls this first (it sets OpenBLAS once). */
+void qkv__blas_one_thread(void);
 /* OpenBLAS's kernel family ("Haswell", "SkylakeX", "Prescott"...). */
 const char *qkv__openblas_core(void);
 

@@ -713,7 +713,6 @@ qkv_status qkv_train(const qkv_train_opts *opts) {
         load_log(r, r->tr.step);
         info(r, "resuming %s at step %d of %d", opts->out_dir, r->tr.step, r->steps);
     }
-    qkv__train_blas_threads();
     info(r, "model: %d layers, %d heads, embd %d, context %d, vocab %d: %.2f M parameters; "
          "batch %d x %d x accum %d = %d tokens/step; %d threads", cfg->n_layer, cfg->n_head,
          cfg->n_embd, cfg->n_ctx, cfg->vocab_size, (double)r->tr.n_params / 1e6, r->B, r->T,

@@ -36,7 +36,6 @@ qkv_status qkv__trainer_init(qkv__trainer *t, qkv_model *model, int B, int T) {
     memset(t->v, 0, bytes);
     qkv__point_params(&t->cfg, t->grads, &t->g);
     qkv__param_sizes(&t->cfg, t->sizes);
-    qkv__train_blas_threads();
     qkv_status st = qkv__train_acts_alloc(&t->acts, &t->cfg, B, T);
     if (st) {
         qkv__trainer_free(t);
@@ -134,7 +133,6 @@ qkv_status qkv_model_grad(qkv_model *model, const int *ids, int n, float *loss, 
     qkv__trainer t;
     qkv_status st = qkv__trainer_init(&t, model, 1, n - 1);
     if (st) return st;
-    qkv__train_blas_threads();
     st = qkv__trainer_micro(&t, ids, ids + 1, 1, n - 1, 1.0f, loss);
     if (!st && grads) memcpy(grads, t.grads, t.n_params * sizeof(float));
     qkv__trainer_free(&t);

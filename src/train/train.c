@@ -9,15 +9,10 @@
 
 #include "model/model.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* OpenBLAS runs single-threaded inside our OpenMP threads: its own pthreads spin in
- * sched_yield between calls and fight the OpenMP workers for the cores. */
-void qkv__train_blas_threads(void) { openblas_set_num_threads(1); }
 
 /* The mask key of one dropout site: 0 = embeddings, 1 + 2l = layer l's attention output,
  * 2 + 2l = its MLP output. */

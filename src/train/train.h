@@ -74,9 +74,4 @@ void qkv__init_sinusoid_wpe(const qkv_model_config *cfg, float *block);
  * and out, lm_head), as nanoGPT decays every parameter of dimension >= 2. */
 int qkv__kind_decays(int kind);
 
-/* ---- small utilities shared by the trainer and the CLI -------------------------------- */
-
-/* Makes OpenBLAS single-threaded: the trainer splits each sgemm over its own OpenMP threads. */
-void qkv__train_blas_threads(void);
-
 #endif /* QKV_TRAIN_H */
